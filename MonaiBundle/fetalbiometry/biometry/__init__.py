@@ -1,0 +1,31 @@
+"""Fetal biometry: ellipse and rectangle fits (HC, AC, BPD, OFD, FL), gestational age,
+size-for-age centiles and estimated fetal weight."""
+
+from fetalbiometry.biometry.ellipse import (
+    Ellipse,
+    bpd_ofd,
+    ellipse_outline,
+    ellipse_to_mask,
+    fit_ellipse,
+    fit_ellipse_to_mask,
+    fit_ellipse_to_outline,
+    ramanujan_circumference,
+)
+from fetalbiometry.biometry.growth import (
+    HADLOCK_1984_GA,
+    INTERGROWTH_FETAL_GROWTH,
+    INTERGROWTH_GA_RANGE_WEEKS,
+    FractionalPolynomial,
+    Measure,
+    efw_hadlock,
+    ga_hadlock,
+    ga_hadlock_ac,
+    ga_hadlock_bpd,
+    ga_hadlock_fl,
+    ga_hadlock_hc,
+    ga_intergrowth_hc,
+    intergrowth_centile,
+    intergrowth_mean_sd,
+    intergrowth_zscore,
+)
+from fetalbiometry.biometry.rectangle import Rectangle, femur_length, fit_min_area_rectangle

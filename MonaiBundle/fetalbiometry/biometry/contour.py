@@ -1,0 +1,60 @@
+"""Boundary of a segmented structure, shared by the ellipse and rectangle fits."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.measure import find_contours, label
+
+from fetalbiometry.errors import EmptyMaskError, InputError
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """Keep the largest 8-connected component of a 2D mask.
+
+    Args:
+        mask: 2D array; non-zero pixels are foreground.
+
+    Returns:
+        Boolean array of the same shape holding only the largest component.
+
+    Raises:
+        InputError: the mask is not 2D.
+        EmptyMaskError: the mask has no foreground pixel.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise InputError(f"expected a 2D mask, got shape {mask.shape}")
+    labels = label(mask != 0, connectivity=2)
+    if labels.max() == 0:
+        raise EmptyMaskError("the mask is empty: nothing to measure")
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def boundary_points_xy(mask: np.ndarray) -> np.ndarray:
+    """Sub-pixel outer boundary of the largest component of a 2D mask.
+
+    The boundary is the 0.5 iso-contour (marching squares) between foreground and
+    background pixel centres, so it lies on the edge of the pixel squares rather than on
+    the centres of the boundary pixels, which would shrink every measurement by half a
+    pixel on each side.
+
+    Args:
+        mask: 2D array; non-zero pixels are foreground.
+
+    Returns:
+        (N, 2) float array of boundary points, x = column, y = row, in pixels.
+
+    Raises:
+        InputError: the mask is not 2D.
+        EmptyMaskError: the mask has no foreground pixel.
+    """
+    component = largest_component(mask)
+    rows, cols = np.nonzero(component)
+    top, left = rows.min(), cols.min()
+    crop = component[top : rows.max() + 1, left : cols.max() + 1]
+    # Pad with background so the contour of a structure touching the crop edge is closed.
+    padded = np.pad(crop, 1).astype(np.float64)
+    outer = max(find_contours(padded, 0.5), key=len)
+    return np.stack([outer[:, 1] + left - 1, outer[:, 0] + top - 1], axis=1)

@@ -1,0 +1,1 @@
+"""Data sets: the HC18 challenge data and synthetic phantoms."""

@@ -1,0 +1,26 @@
+"""Errors that a user can act on.
+
+Every module raises a subclass of :class:`FetalBiometryError` for bad input. The command
+line and the Slicer module print its message as one line and exit non-zero, with no
+traceback; anything else is a bug and keeps its traceback.
+"""
+
+
+class FetalBiometryError(Exception):
+    """Base class: bad input or a result that cannot be measured. The message is one line."""
+
+
+class InputError(FetalBiometryError):
+    """A file is missing, corrupt, of the wrong dimensionality, or holds NaN/Inf values."""
+
+
+class GeometryMismatchError(FetalBiometryError):
+    """Two images that must share a grid (size, spacing, origin, direction) do not."""
+
+
+class EmptyMaskError(FetalBiometryError):
+    """A mask that must hold a structure is empty."""
+
+
+class NoMeasurementError(FetalBiometryError):
+    """No trustworthy measurement exists (implausible ellipse, structure cut by the border...)."""
