@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import SimpleITK as sitk
-from monai.metrics.utils import get_mask_edges, get_surface_distance
 
 from fetalbiometry.errors import EmptyMaskError, GeometryMismatchError, InputError
 from fetalbiometry.io import array_spacing, check_same_grid
@@ -182,6 +181,9 @@ def _boundary_distances(
     # from 2x2(x2) neighbourhoods, located on a grid offset by half a voxel, instead of the
     # voxel boundary by binary erosion that we define above. Its crop to the union bounding box
     # (margin 1, zero padding) keeps both masks aligned and keeps array-border voxels as boundary.
+    # Imported here: MONAI takes seconds to import, and volumes and overlaps do not need it.
+    from monai.metrics.utils import get_mask_edges, get_surface_distance
+
     edges_pred, edges_ref = get_mask_edges(pred_mask, ref_mask, crop=True)  # numpy in, numpy out
     # On numpy input get_surface_distance queries a KD-tree of the scaled edge coordinates (exact
     # Euclidean distances), but returns float32: widen before any averaging.

@@ -1,0 +1,597 @@
+"""Synthetic fetal ultrasound phantoms with their ground truth: 3D whole-head volumes and 2D planes.
+
+Users make demo cohorts with them (``fetalbiometry synth``) and the 3D model is trained on them, so
+each phantom carries its exact label and measurements.
+
+3D (:func:`make_head_volume`) follows the data of the 3D whole-head paper
+(/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt, section 2.1 and Fig. 1): a
+fetal head of 20–31 weeks in free pose (:class:`~fetalbiometry.data.anatomy.HeadAnatomy`), scanned
+by a probe with a 75° scan angle, labelled as the *whole* head (skull, scalp and face: everything
+above the plane through the lower jaw and the cervical spine C2). Rescans (:func:`make_rescans`)
+see the same fetus from other probe directions, like the paper's reproducibility study (3 volumes
+per volunteer along predefined directions, section 3).
+
+2D (:func:`make_plane`) gives the standard planes of the multi-task paper
+(/work/shared/papers/multitask-unet-hc-ac-fl.txt): the transthalamic head plane (an axial section of
+the same 3D head, so HC is the Ramanujan perimeter of the outer skull ellipse, as in HC18), the
+abdominal plane and the femur, in an HC18-like sector image.
+
+:mod:`fetalbiometry.data.anatomy` defines the tissues as functions of position in millimetres and
+:mod:`fetalbiometry.data.ultrasound` the scanner (sector, depth attenuation, acoustic shadows,
+speckle); the grid only samples them, so one subject gives the same anatomy at any shape, spacing or
+orientation. Everything is deterministic by seed. :func:`write_phantoms` writes cohorts to disk.
+
+The world frame is the image's physical space, with its origin at the centre of the volume; the
+probe looks along +y.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import SimpleITK as sitk
+from scipy.spatial.transform import Rotation
+
+from fetalbiometry.biometry.ellipse import Ellipse
+from fetalbiometry.data.anatomy import (
+    AbdomenSlice,
+    FemurSlice,
+    HeadAnatomy,
+    HeadSlice,
+    MaternalTissue,
+    Posed,
+    Scene,
+    check_ga,
+    check_seed,
+    rotation_2d,
+)
+from fetalbiometry.data.ultrasound import SectorProbe, bmode, rayleigh_speckle, transmission
+from fetalbiometry.errors import InputError
+from fetalbiometry.io import atomic_output, label_like, write_image
+from fetalbiometry.metrics import volume_ml
+
+__all__ = [
+    "DEFAULT_PLANE_SHAPE",
+    "DEFAULT_VOLUME_SHAPE",
+    "DEFAULT_VOLUME_SPACING",
+    "PAPER_INPUT_SHAPE",
+    "PAPER_INPUT_SPACING",
+    "PAPER_VOLUME_SHAPE",
+    "PAPER_VOLUME_SPACING",
+    "PLANE_KINDS",
+    "PROBE_DIRECTIONS",
+    "HeadPhantom",
+    "PhantomRecord",
+    "PlanePhantom",
+    "make_head_volume",
+    "make_plane",
+    "make_rescans",
+    "write_phantoms",
+]
+
+PlaneKind = Literal["head", "abdomen", "femur"]
+PLANE_KINDS: tuple[PlaneKind, ...] = ("head", "abdomen", "femur")
+
+# Grids in (z, y, x) array order with (x, y, z) spacing in mm. The paper's volumes are 388×258×440
+# voxels of 0.38 mm, down-scaled by 0.4 for the network (section 3.1).
+PAPER_VOLUME_SHAPE = (440, 258, 388)
+PAPER_VOLUME_SPACING = (0.38, 0.38, 0.38)
+PAPER_INPUT_SHAPE = (176, 103, 155)
+PAPER_INPUT_SPACING = (0.95, 0.95, 0.95)
+DEFAULT_VOLUME_SHAPE = (64, 64, 64)
+DEFAULT_VOLUME_SPACING = (2.6, 2.6, 2.6)
+DEFAULT_PLANE_SHAPE = (160, 240)  # rows, columns: an HC18 frame (540×800) at 0.3 scale
+
+# Scan directions relative to the fetal head: the unit vector from the head towards the probe,
+# in the head frame. Rescans cycle through them, like the paper's predefined directions (Fig. 9).
+PROBE_DIRECTIONS: dict[str, tuple[float, float, float]] = {
+    "lateral": (1.0, 0.0, 0.0),
+    "anterior": (0.0, 1.0, 0.0),
+    "superior": (0.0, 0.0, 1.0),
+    "posterior": (0.0, -1.0, 0.0),
+}
+
+_GA_RANGE_2D = (20.0, 38.0)
+_APEX_DEPTH_MM = 110.0  # the probe's virtual apex above the volume centre (3D)
+_SKIN_RADIUS_MM = 30.0  # radius of the probe face: where the image starts
+_SPECKLE_GRAIN_3D_MM = (1.2, 0.4, 0.8)  # speckle PSF sigma: elevation (z), axial (y), lateral (x)
+_SPECKLE_GRAIN_2D_MM = (0.35, 0.7)  # axial (rows), lateral (columns)
+_RESOLUTION_MM = 0.8  # echo boundaries are blurred over at least this (point-spread function)
+_CHUNK_POINTS = 1 << 20  # points evaluated at once when rendering a volume
+_EXPERT_VOLUME_SD = 0.03  # relative SD of the simulated expert volumes of the study manifest
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    """A generator seeded by a sequence of non-negative integers (NumPy's SeedSequence)."""
+    return np.random.default_rng([int(k) for k in keys])
+
+
+def _check_shape(shape: Sequence[int], dim: int) -> tuple[int, ...]:
+    """``shape`` as a tuple of ``dim`` ints; InputError otherwise."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != dim or min(shape) < 1:
+        raise InputError(f"shape must be {dim} positive sizes, got {shape}")
+    return shape
+
+
+def _check_spacing(spacing: Sequence[float], dim: int) -> np.ndarray:
+    """``spacing`` as an array of ``dim`` positive mm; InputError otherwise."""
+    spacing = np.asarray(spacing, dtype=float)
+    if spacing.shape != (dim,) or not np.all(np.isfinite(spacing) & (spacing > 0)):
+        raise InputError(f"spacing must be {dim} positive numbers in mm, got {tuple(spacing.ravel())}")
+    return spacing
+
+
+def _render(
+    scene: Posed, tissue: MaternalTissue, probe: SectorProbe, points: np.ndarray, voxel_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Echo level, attenuation (shadows × depth), sector membership and label at (d, N) world points.
+
+    Tissue boundaries in the echo level are ramped over the voxel size or the scanner's resolution,
+    whichever is larger; labels stay crisp.
+    """
+    edge_mm = max(voxel_mm, _RESOLUTION_MM)
+    beams, depth = probe.beams(points)
+    level = tissue.echo(points, depth, probe.lateral_angle(points))
+    fetal_level, weight, label = scene.echo(points, beams, edge_mm)
+    level += weight * (fetal_level - level)
+    attenuation = transmission(probe.apex, points, scene.bones) * probe.gain(depth)
+    return level, attenuation, probe.in_sector(points), label
+
+
+# --- the 3D head --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadPhantom:
+    """A synthetic 3D ultrasound volume of a fetal head.
+
+    Attributes:
+        image: float32 B-mode intensities, 0–255.
+        label: uint8 whole-head label on the image's grid (1 = head including the face).
+        truth: ground truth: ``subject_seed``, ``sweep``, ``probe_direction``, ``ga_weeks``,
+            ``hc_mm``, ``bpd_mm``, ``ofd_mm`` (axial section of the skull, outer edges),
+            ``skull_height_mm``, ``skull_thickness_mm``, ``skull_volume_ml`` (the ellipsoid),
+            ``volume_ml`` (the label, voxel count × voxel volume), the head pose ``pose_x_deg``,
+            ``pose_y_deg``, ``pose_z_deg`` (extrinsic x-y-z Euler angles of head → world), the
+            skull centre ``head_x_mm``, ``head_y_mm``, ``head_z_mm`` and the probe's virtual apex
+            ``probe_x_mm``, ``probe_y_mm``, ``probe_z_mm`` (beams fan out from it along +y), in world
+            coordinates, i.e. the image's physical space.
+    """
+
+    image: sitk.Image
+    label: sitk.Image
+    truth: dict[str, float | int | str]
+
+
+def _direction_name(probe_direction: int | str) -> str:
+    """The name in :data:`PROBE_DIRECTIONS` of a probe direction given by name or index."""
+    names = list(PROBE_DIRECTIONS)
+    if isinstance(probe_direction, str):
+        if probe_direction not in PROBE_DIRECTIONS:
+            raise InputError(f"probe direction must be one of {', '.join(names)}; got {probe_direction!r}")
+        return probe_direction
+    if not 0 <= int(probe_direction) < len(names):
+        raise InputError(f"probe direction index must be 0-{len(names) - 1}, got {probe_direction}")
+    return names[int(probe_direction)]
+
+
+def _scan_pose(towards_probe_in_head: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """Head → world rotation of one scan: the given head direction faces the probe (world −y), up to a
+    random tilt of at most 20°, with a uniformly random roll about the beam."""
+    towards_probe = np.array([0.0, -1.0, 0.0])
+    align, _ = Rotation.align_vectors([towards_probe], [towards_probe_in_head])
+    roll = Rotation.from_rotvec(rng.uniform(0.0, 2.0 * math.pi) * towards_probe)
+    axis = rng.standard_normal(3)
+    tilt = Rotation.from_rotvec(axis / np.linalg.norm(axis) * math.radians(rng.uniform(0.0, 20.0)))
+    return (tilt * roll * align).as_matrix()
+
+
+def _direction_matrix(direction: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """Image direction cosines as a 3×3 matrix (identity for None); InputError unless orthonormal."""
+    if direction is None:
+        return np.eye(3)
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3) if np.size(direction) == 9 else None
+    if matrix is None or not np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-6):
+        raise InputError("direction must be an orthonormal 3×3 matrix (or its 9 values, row-major)")
+    return matrix
+
+
+def make_head_volume(
+    seed: int,
+    shape: Sequence[int] = DEFAULT_VOLUME_SHAPE,
+    spacing: Sequence[float] = DEFAULT_VOLUME_SPACING,
+    ga_weeks: float | None = None,
+    probe_direction: int | str = 0,
+    direction: Sequence[float] | np.ndarray | None = None,
+    sweep: int = 0,
+) -> HeadPhantom:
+    """A 3D ultrasound volume of a whole fetal head, with its label and measurements.
+
+    The anatomy (:class:`HeadAnatomy`) depends on ``seed`` (and ``ga_weeks``) only; the scan —
+    head pose, maternal tissue and speckle — on ``seed``, ``probe_direction`` and ``sweep``. The
+    grid only samples the scene: the volume is centred on world (0, 0, 0), near the head's centre.
+
+    Args:
+        seed: subject seed (non-negative).
+        shape: (z, y, x) voxels. The default 64³ at 2.6 mm holds a 31-week head with its face;
+            :data:`PAPER_INPUT_SHAPE` and :data:`PAPER_VOLUME_SHAPE` with their spacings give the
+            paper's grids.
+        spacing: (x, y, z) voxel size in mm, as SimpleITK orders it; may be anisotropic.
+        ga_weeks: gestational age; drawn from 20–31 weeks when None.
+        probe_direction: side of the head facing the probe: an index or name of
+            :data:`PROBE_DIRECTIONS`.
+        direction: the image's direction cosines (3×3, or 9 values row-major as SimpleITK); the
+            anatomy stays put in world coordinates, so only the array's orientation changes.
+        sweep: index of a repeated sweep from the same direction (another pose and speckle).
+
+    Returns:
+        The :class:`HeadPhantom`. The default grid takes well under a second; the paper's network
+        input grid a few seconds; its full 0.38 mm grid (44 M voxels) about a minute and 2 GB.
+    """
+    seed = check_seed(seed)
+    shape, spacing = _check_shape(shape, 3), _check_spacing(spacing, 3)
+    matrix = _direction_matrix(direction)
+    name = _direction_name(probe_direction)
+    anatomy = HeadAnatomy.from_seed(seed, ga_weeks)
+    scan_rng = _rng(seed, 1, list(PROBE_DIRECTIONS).index(name), check_seed(sweep, "sweep"))
+    rotation = _scan_pose(PROBE_DIRECTIONS[name], scan_rng)
+    center = scan_rng.uniform(-6.0, 6.0, size=3)
+    scene = Posed(anatomy, center, rotation)
+    probe = SectorProbe(np.array([0.0, -_APEX_DEPTH_MM, 0.0]), _SKIN_RADIUS_MM)
+    head_reach = 1.25 * float(anatomy.skull.semi_axes.max())
+    tissue = MaternalTissue.random(scan_rng, 3, _APEX_DEPTH_MM - _SKIN_RADIUS_MM + head_reach)
+
+    size = np.array(shape[::-1])  # (x, y, z)
+    steps = matrix * spacing  # column k: world step of index k
+    origin = -steps @ ((size - 1) / 2.0)
+    echo, attenuation = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    in_sector, label = np.empty(shape, bool), np.empty(shape, np.uint8)
+    slab = max(1, _CHUNK_POINTS // (shape[1] * shape[2]))  # z slices rendered at once, to bound memory
+    for z0 in range(0, shape[0], slab):
+        chunk = slice(z0, min(z0 + slab, shape[0]))
+        k, j, i = np.meshgrid(np.arange(shape[0])[chunk], np.arange(shape[1]), np.arange(shape[2]), indexing="ij")
+        points = origin[:, None] + steps @ np.stack([i.ravel(), j.ravel(), k.ravel()])
+        results = _render(scene, tissue, probe, points, float(spacing.max()))
+        for target, values in zip((echo, attenuation, in_sector, label), results):
+            target[chunk] = values.reshape(k.shape)
+
+    speckle = rayleigh_speckle(shape, spacing[::-1], _SPECKLE_GRAIN_3D_MM, scan_rng)
+    image = sitk.GetImageFromArray(bmode(echo, attenuation, speckle, in_sector, scan_rng))
+    image.SetSpacing(spacing.tolist())
+    image.SetOrigin(origin.tolist())
+    image.SetDirection(matrix.ravel().tolist())
+    a, b, c = anatomy.skull.semi_axes
+    pose = Rotation.from_matrix(rotation).as_euler("xyz", degrees=True)
+    truth = {
+        "subject_seed": seed,
+        "sweep": int(sweep),
+        "probe_direction": name,
+        "ga_weeks": round(anatomy.ga_weeks, 3),
+        "hc_mm": anatomy.hc_mm,
+        "bpd_mm": anatomy.bpd_mm,
+        "ofd_mm": anatomy.ofd_mm,
+        "skull_height_mm": 2.0 * float(c),
+        "skull_thickness_mm": anatomy.skull_thickness_mm,
+        "skull_volume_ml": 4.0 / 3.0 * math.pi * float(a * b * c) / 1000.0,
+        "volume_ml": volume_ml(label, spacing[::-1]),
+        **{f"pose_{axis}_deg": float(angle) for axis, angle in zip("xyz", pose)},
+        **{f"head_{axis}_mm": float(value) for axis, value in zip("xyz", center)},
+        **{f"probe_{axis}_mm": float(value) for axis, value in zip("xyz", probe.apex)},
+    }
+    return HeadPhantom(image, label_like(label, image), truth)
+
+
+def make_rescans(subject_seed: int, n: int = 3, **kwargs) -> list[HeadPhantom]:
+    """``n`` scans of one fetus from different probe directions (the 3D paper's reproducibility set).
+
+    Scan k looks from ``PROBE_DIRECTIONS`` number k mod 4 (lateral, anterior, superior, posterior)
+    in sweep k // 4. Anatomy, GA and label volume are the subject's; pose, shadows, attenuation
+    direction and speckle differ, so label volumes agree up to resampling error.
+
+    Args:
+        subject_seed: the subject.
+        n: number of scans (≥ 1).
+        **kwargs: passed to :func:`make_head_volume` (shape, spacing, ga_weeks, direction).
+
+    Returns:
+        The ``n`` :class:`HeadPhantom` scans, in order.
+    """
+    if n < 1:
+        raise InputError(f"number of rescans must be at least 1, got {n}")
+    count = len(PROBE_DIRECTIONS)
+    return [make_head_volume(subject_seed, probe_direction=k % count, sweep=k // count, **kwargs) for k in range(n)]
+
+
+# --- 2D standard planes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanePhantom:
+    """A synthetic 2D standard plane.
+
+    Attributes:
+        image: uint8 B-mode image (HC18-like sector).
+        mask: uint8 structure mask on the image's grid: the filled skull (head) or abdomen ellipse,
+            or the femur's ossified diaphysis (a bar between the two end points).
+        truth: ``kind``, ``seed``, ``ga_weeks``, ``pixel_size_mm``; for head and abdomen the ellipse
+            in the HC18 convention (x = column, y = row, a along angle θ): ``center_x_px``,
+            ``center_y_px``, ``semi_axes_a_px``, ``semi_axes_b_px``, ``angle_rad`` and the same in mm
+            (``center_x_mm``, ... as HC18 submissions), plus ``hc_mm`` with ``bpd_mm``/``ofd_mm`` or
+            ``ac_mm`` (Ramanujan perimeter); for the femur ``fl_mm``, ``fl_px``, ``width_mm`` and the
+            end points ``x1_px``, ``y1_px``, ``x2_px``, ``y2_px``.
+    """
+
+    image: sitk.Image
+    mask: sitk.Image
+    truth: dict[str, float | int | str]
+
+
+def _plane_scene(kind: str, seed: int, ga_weeks: float, rng: np.random.Generator) -> Scene:
+    """The scene of a standard plane, in its own frame."""
+    if kind == "head":
+        return HeadSlice(HeadAnatomy.from_seed(seed, ga_weeks))
+    return (AbdomenSlice if kind == "abdomen" else FemurSlice).random(rng, ga_weeks)
+
+
+def make_plane(
+    kind: PlaneKind,
+    seed: int,
+    shape: Sequence[int] = DEFAULT_PLANE_SHAPE,
+    pixel_size: float | None = None,
+    ga_weeks: float | None = None,
+) -> PlanePhantom:
+    """A synthetic 2D standard plane with its structure mask and measurements.
+
+    The structure is sized for GA by the INTERGROWTH-21st standards (HC, AC, FL: mean + z·SD, z drawn
+    from N(0, 1) truncated to ±2), placed and rotated at random, and imaged like an HC18 frame: a
+    sector with a dark outside, maternal wall at the top, speckle, attenuation and shadows (behind the
+    skull, spine, ribs and femur). Heads and abdomens are at any angle; femurs within 25° of
+    horizontal, as sonographers measure them.
+
+    Args:
+        kind: ``"head"`` (transthalamic), ``"abdomen"`` or ``"femur"``.
+        seed: non-negative seed.
+        shape: (rows, columns).
+        pixel_size: square pixel size in mm; by default chosen so the structure fills 55-70 % of the
+            view, as a sonographer zooms in.
+        ga_weeks: gestational age; drawn from 20-38 weeks when None.
+
+    Returns:
+        The :class:`PlanePhantom`.
+    """
+    if kind not in PLANE_KINDS:
+        raise InputError(f"plane kind must be one of {', '.join(PLANE_KINDS)}; got {kind!r}")
+    seed = check_seed(seed)
+    rows, columns = shape = _check_shape(shape, 2)
+    rng = _rng(seed, 2, PLANE_KINDS.index(kind))
+    drawn_ga = rng.uniform(*_GA_RANGE_2D)
+    ga = check_ga(drawn_ga if ga_weeks is None else ga_weeks)
+    scene = _plane_scene(kind, seed, ga, rng)
+    if pixel_size is None:
+        pixel_size = scene.view_mm / ((columns if kind == "femur" else rows) * rng.uniform(0.55, 0.7))
+    elif not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise InputError(f"pixel size must be a positive number of mm, got {pixel_size}")
+    pixel_size = float(pixel_size)
+
+    angle = math.radians(rng.uniform(-25.0, 25.0)) if kind == "femur" else rng.uniform(0.0, math.pi)
+    half_extent = _rotated_half_extent(scene, angle) / pixel_size + 4.0  # 4 pixels of margin
+    center_px = np.array(
+        [
+            _uniform_within(rng, (0.38 * columns, 0.62 * columns), (half_extent[0], columns - 1 - half_extent[0])),
+            _uniform_within(rng, (0.45 * rows, 0.6 * rows), (half_extent[1], rows - 1 - half_extent[1])),
+        ]
+    )
+    posed = Posed(scene, center_px * pixel_size, rotation_2d(angle))
+    apex_depth = 0.55 * rows * pixel_size
+    probe = SectorProbe(np.array([(columns - 1) / 2.0 * pixel_size, -apex_depth]), apex_depth, half_angle_deg=36.0)
+    tissue = MaternalTissue.random(rng, 2, (center_px[1] + half_extent[1]) * pixel_size)
+
+    row, column = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
+    points = np.stack([column.ravel(), row.ravel()]) * pixel_size
+    echo, attenuation, in_sector, mask = (v.reshape(shape) for v in _render(posed, tissue, probe, points, pixel_size))
+    speckle = rayleigh_speckle(shape, (pixel_size, pixel_size), _SPECKLE_GRAIN_2D_MM, rng)
+    image = sitk.GetImageFromArray(np.round(bmode(echo, attenuation, speckle, in_sector, rng)).astype(np.uint8))
+    image.SetSpacing((pixel_size, pixel_size))
+    truth: dict[str, float | int | str] = {"kind": kind, "seed": seed, "ga_weeks": round(ga, 3)}
+    truth.update(pixel_size_mm=pixel_size, **_plane_truth(kind, scene, center_px, angle, pixel_size))
+    return PlanePhantom(image, label_like(mask.astype(np.uint8), image), truth)
+
+
+def _rotated_half_extent(scene: Scene, angle: float) -> np.ndarray:
+    """Half the (x, y) bounding box (mm) of a plane's structure after rotation by ``angle``."""
+    if scene.ellipse is None:  # the femur's thigh: a box of the view length
+        corners = np.array([[1.0, 0.4], [1.0, -0.4]]) * scene.view_mm / 2.0
+        return np.abs(corners @ rotation_2d(angle).T).max(axis=0)
+    e = scene.ellipse
+    cos, sin = math.cos(e.theta + angle), math.sin(e.theta + angle)
+    return np.array([math.hypot(e.a * cos, e.b * sin), math.hypot(e.a * sin, e.b * cos)])
+
+
+def _uniform_within(rng: np.random.Generator, interval: tuple[float, float], bounds: tuple[float, float]) -> float:
+    """Uniform in ``interval`` clipped to ``bounds`` (their middle if the bounds cross)."""
+    if bounds[0] > bounds[1]:
+        return sum(bounds) / 2.0
+    return float(np.clip(rng.uniform(*interval), *bounds))
+
+
+def _plane_truth(kind: str, scene: Scene, center_px: np.ndarray, angle: float, pixel_size: float) -> dict[str, float]:
+    """Measurements of a plane's structure placed at ``center_px`` and rotated by ``angle``, in pixels and mm."""
+    if scene.ellipse is None:
+        half = scene.length_mm / 2.0 / pixel_size
+        (x1, y1), (x2, y2) = center_px + np.outer((-half, half), (math.cos(angle), math.sin(angle)))
+        truth = {"fl_mm": scene.length_mm, "fl_px": 2.0 * half, "width_mm": scene.width_mm}
+        truth.update({"x1_px": x1, "y1_px": y1, "x2_px": x2, "y2_px": y2})
+        return {key: float(value) for key, value in truth.items()}
+    e = scene.ellipse
+    placed = Ellipse(*center_px, e.a / pixel_size, e.b / pixel_size, e.theta + angle).normalized()
+    in_mm = placed.to_mm(pixel_size)
+    truth = {}
+    for unit, ellipse in (("px", placed), ("mm", in_mm)):
+        truth.update(
+            {
+                f"center_x_{unit}": ellipse.cx,
+                f"center_y_{unit}": ellipse.cy,
+                f"semi_axes_a_{unit}": ellipse.a,
+                f"semi_axes_b_{unit}": ellipse.b,
+            }
+        )
+    truth["angle_rad"] = placed.theta
+    if kind == "head":
+        bpd, ofd = in_mm.bpd_ofd()
+        truth.update({"hc_mm": in_mm.circumference, "bpd_mm": bpd, "ofd_mm": ofd})
+    else:
+        truth["ac_mm"] = in_mm.circumference
+    return {key: float(value) for key, value in truth.items()}
+
+
+# --- cohorts on disk ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhantomRecord:
+    """One phantom written by :func:`write_phantoms`.
+
+    Attributes:
+        case: file stem, e.g. ``sub-003_scan-1`` or ``abdomen-0007``.
+        subject: subject identifier (rescans share it).
+        image: path of the image file.
+        label: path of the label (3D) or mask (2D) file.
+        truth: the phantom's ``truth``.
+    """
+
+    case: str
+    subject: str
+    image: Path
+    label: Path
+    truth: dict[str, float | int | str]
+
+
+def _child_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th phantom of a cohort: independent streams per (seed, index)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def write_phantoms(
+    outdir: str | Path,
+    dim: Literal[2, 3],
+    n: int,
+    seed: int = 0,
+    rescans: int = 1,
+    kinds: Sequence[PlaneKind] = PLANE_KINDS,
+) -> list[PhantomRecord]:
+    """Write a synthetic cohort: images, labels, ground truth and a MONAI datalist.
+
+    Layout (paths in the CSV and JSON files are relative to ``outdir``)::
+
+        imagesTr/<case>.nii.gz   labelsTr/<case>.nii.gz
+        truth.csv        one row per phantom: case, subject, image, label and its truth
+        datalist.json    Medical Segmentation Decathlon style, {"training": [{"image", "label", "subject"}]}
+                         (2D entries also name the plane "kind")
+        manifest.csv     3D only: subject,image,reference,expert_volume_ml (fetalbiometry.study),
+                         the expert volume being the true volume with a 3 % SD error
+
+    Args:
+        outdir: output folder (created).
+        dim: 3 for whole-head volumes (default grid of :func:`make_head_volume`), 2 for planes.
+        n: number of subjects (3D) or planes (2D).
+        seed: cohort seed; phantom i gets an independent seed derived from (seed, i).
+        rescans: 3D: scans per subject from different probe directions (:func:`make_rescans`).
+        kinds: 2D: plane kinds, cycled.
+
+    Returns:
+        One :class:`PhantomRecord` per image written.
+    """
+    seed, outdir = check_seed(seed), Path(outdir)
+    if dim not in (2, 3):
+        raise InputError(f"dim must be 2 or 3, got {dim}")
+    if n < 1 or rescans < 1:
+        raise InputError(f"need n >= 1 and rescans >= 1, got n={n}, rescans={rescans}")
+    if dim == 2 and rescans != 1:
+        raise InputError("rescans apply to 3D phantoms only")
+    if dim == 2 and not kinds:
+        raise InputError("give at least one plane kind")
+    records = []
+    for index in range(n):
+        child = _child_seed(seed, index)
+        if dim == 3:
+            subject = f"sub-{index:03d}"
+            scans = make_rescans(child, rescans)
+            phantoms = [(f"{subject}_scan-{k}", scan.image, scan.label, scan.truth) for k, scan in enumerate(scans)]
+        else:
+            kind = kinds[index % len(kinds)]
+            subject = f"{kind}-{index:04d}"
+            plane = make_plane(kind, child)
+            phantoms = [(subject, plane.image, plane.mask, plane.truth)]
+        for case, image, label, truth in phantoms:
+            image_path = write_image(image, outdir / "imagesTr" / f"{case}.nii.gz")
+            label_path = write_image(label, outdir / "labelsTr" / f"{case}.nii.gz")
+            records.append(PhantomRecord(case, subject, image_path, label_path, truth))
+    _write_truth(outdir, records)
+    _write_datalist(outdir, records, dim)
+    if dim == 3:
+        _write_manifest(outdir, records, seed)
+    return records
+
+
+def _relative_paths(outdir: Path, record: PhantomRecord) -> dict[str, str]:
+    """The record's image and label paths relative to ``outdir``, with forward slashes."""
+    return {key: getattr(record, key).relative_to(outdir).as_posix() for key in ("image", "label")}
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """Write ``rows`` under the header ``columns`` atomically; missing cells stay empty."""
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_truth(outdir: Path, records: list[PhantomRecord]) -> None:
+    """``truth.csv``: case, subject, image, label and every truth field (the union over records)."""
+    rows = [{"case": r.case, "subject": r.subject, **_relative_paths(outdir, r), **r.truth} for r in records]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    _write_csv(outdir / "truth.csv", rows, columns)
+
+
+def _write_datalist(outdir: Path, records: list[PhantomRecord], dim: int) -> None:
+    """``datalist.json``, loadable with ``monai.data.load_decathlon_datalist``."""
+    structures = "whole fetal head (skull, scalp and face)" if dim == 3 else "head, abdomen or femur"
+    datalist = {
+        "name": f"FetalHeadSeg synthetic {dim}D phantoms",
+        "description": f"fetalbiometry.data.synthetic ultrasound phantoms; label 1 = {structures}",
+        "tensorImageSize": f"{dim}D",
+        "modality": {"0": "US"},
+        "labels": {"0": "background", "1": "head" if dim == 3 else "structure"},
+        "numTraining": len(records),
+        "training": [
+            {**_relative_paths(outdir, r), "subject": r.subject, **({"kind": r.truth["kind"]} if dim == 2 else {})}
+            for r in records
+        ],
+    }
+    with atomic_output(outdir / "datalist.json") as temporary:
+        temporary.write_text(json.dumps(datalist, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_manifest(outdir: Path, records: list[PhantomRecord], seed: int) -> None:
+    """``manifest.csv`` of :mod:`fetalbiometry.study.manifest`, with a simulated expert volume per scan:
+    the label volume with a relative error drawn from N(0, 3 %), deterministic by cohort seed."""
+    rows = []
+    for index, r in enumerate(records):
+        error = _rng(seed, 3, index).normal(0.0, _EXPERT_VOLUME_SD)
+        expert = round(float(r.truth["volume_ml"]) * (1.0 + error), 2)
+        paths = _relative_paths(outdir, r)
+        rows.append(
+            {"subject": r.subject, "image": paths["image"], "reference": paths["label"], "expert_volume_ml": expert}
+        )
+    _write_csv(outdir / "manifest.csv", rows, ["subject", "image", "reference", "expert_volume_ml"])

@@ -1,0 +1,84 @@
+"""Tests for fetalbiometry.data.anatomy: head geometry, whole-head label, sutures and plane structures.
+
+Expected values come from the definitions in the papers (whole head = skull, scalp and face above
+the jaw–C2 plane; HC/AC = Ramanujan perimeter of the ellipse) and INTERGROWTH-21st z-scores.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from fetalbiometry.biometry.ellipse import ramanujan_circumference
+from fetalbiometry.biometry.growth import intergrowth_zscore
+from fetalbiometry.data.anatomy import AbdomenSlice, FemurSlice, HeadAnatomy, HeadSlice, check_ga, check_seed
+from fetalbiometry.errors import InputError
+
+
+def along(axis: int, values) -> np.ndarray:
+    """(3, N) head-frame points on one axis."""
+    points = np.zeros((3, len(values)))
+    points[axis] = values
+    return points
+
+
+def test_head_is_deterministic_and_ga_only_rescales_it():
+    head = HeadAnatomy.from_seed(3, 25.0)
+    assert HeadAnatomy.from_seed(3, 25.0).skull.semi_axes.tolist() == head.skull.semi_axes.tolist()
+    older = HeadAnatomy.from_seed(3, 30.0)
+    # Same subject: same size z-score and cephalic index, larger head.
+    assert older.bpd_mm / older.ofd_mm == pytest.approx(head.bpd_mm / head.ofd_mm)
+    assert intergrowth_zscore("hc", older.hc_mm, 30.0) == pytest.approx(intergrowth_zscore("hc", head.hc_mm, 25.0))
+    assert older.hc_mm > head.hc_mm + 30.0
+    assert head.hc_mm == pytest.approx(ramanujan_circumference(head.bpd_mm / 2, head.ofd_mm / 2))
+    assert 20.0 <= HeadAnatomy.from_seed(4).ga_weeks <= 31.0
+
+
+def test_whole_head_label_spans_scalp_and_face_but_not_the_neck():
+    head = HeadAnatomy.from_seed(2, 28.0)
+    a, b, c = head.skull.semi_axes
+    beams = np.tile([[0.0], [0.0], [1.0]], (1, 5))
+    # vertex just outside the skull (scalp), beyond the scalp, the nose tip, the neck far below
+    points = np.array([[0, 0, c + 0.5 * head.scalp_mm], [0, 0, c + head.scalp_mm + 3.0],
+                       [0, 1.05 * b, -0.5 * c], [0, -0.1 * b, -2.5 * c], [0, 0, 0]]).T
+    _, weight, label = head.echo(points, beams, edge_mm=1.0)
+    assert label.tolist() == [True, False, True, False, True]
+    assert weight[3] == 1.0  # the neck is fetus, only not head
+
+
+def test_sutures_and_fontanelles_thin_the_skull():
+    unit = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.25, 0.97], [0.0, -1.0, 0.0]]).T
+    density = HeadAnatomy.bone_density(unit)
+    assert density[0] == 1.0 and density[3] == 1.0  # parietal and occipital bone
+    assert density[1] < 0.2 and density[2] < 0.2  # sagittal suture, anterior fontanelle
+
+
+def test_brain_is_darker_than_bone_in_the_axial_plane():
+    head = HeadAnatomy.from_seed(6, 26.0)
+    a = head.skull.semi_axes[0]
+    points = along(0, [0.3 * a, a - 0.5 * head.skull_thickness_mm])
+    level, _, _ = head.echo(points, along(0, [1.0, 1.0]), edge_mm=0.5)  # beam perpendicular to the parietal bone
+    assert level[1] > 240.0 and level[0] < 120.0
+
+
+def test_plane_structures_are_sized_for_gestational_age():
+    rng = np.random.default_rng(0)
+    slice_ = HeadSlice(HeadAnatomy.from_seed(1, 33.0))
+    assert slice_.ellipse.circumference == pytest.approx(slice_.anatomy.hc_mm)
+    abdomen = AbdomenSlice.random(rng, 33.0)
+    assert abs(intergrowth_zscore("ac", abdomen.ellipse.circumference, 33.0)) <= 2.0 + 1e-9
+    femur = FemurSlice.random(rng, 33.0)
+    assert abs(intergrowth_zscore("fl", femur.length_mm, 33.0)) <= 2.0 + 1e-9
+    points = np.array([[femur.length_mm / 2 - 0.1, 0.0], [femur.length_mm / 2 + 0.1, 0.0]]).T
+    _, _, label = femur.echo(points, np.array([[0.0, 0.0], [1.0, 1.0]]), edge_mm=0.5)
+    assert label.tolist() == [True, False]  # the diaphysis ends at FL / 2
+
+
+def test_checks_reject_bad_values():
+    assert check_seed(np.int64(4)) == 4 and check_ga(20) == 20.0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError):
+            check_seed(bad)
+    for bad in (10.0, 45.0, math.nan):
+        with pytest.raises(InputError):
+            check_ga(bad)
