@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run_all
+	$(PY) benchmarks/bench_networks3d.py
+	$(PY) benchmarks/study_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

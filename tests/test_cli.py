@@ -97,7 +97,7 @@ def test_synth_writes_readable_cohort(tmp_path, capsys):
     [
         (lambda d: d / "missing.nii.gz", "not found"),
         (lambda d: _write_bytes(d / "corrupt.nii.gz", b"not an image at all"), "corrupt.nii.gz"),
-        (lambda d: _write_image(d / "nan.nii.gz", np.full((4, 4, 4), np.nan, np.float32)), "NaN"),
+        (lambda d: _write_image(d / "nan.nii.gz", np.pad(np.full((1, 1, 1), np.nan, np.float32), 2)), "NaN"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_1(tmp_path, make_input, expected):

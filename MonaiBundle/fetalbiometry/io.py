@@ -162,7 +162,25 @@ def read_image(path: PathLike, pixel_size: float | Sequence[float] | None = None
         image = _png_grayscale(image, path, pixel_size)
     check_dimension(image, (2, 3), name=str(path))
     check_finite(image, name=str(path))
+    if fmt == "NIfTI":
+        _check_nifti_finite(path)
     return image
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """Look for NaN/Inf in a NIfTI file's own voxels, with nibabel.
+
+    ITK's NIfTI reader (up to ITK 5.4, so SimpleITK 2.5) silently replaces every NaN and
+    +/-Inf voxel with 0 (fixed in ITK PR #6683), so :func:`check_finite` cannot see them after
+    ``sitk.ReadImage``; nibabel reads the stored values as they are.
+    """
+    import nibabel  # only for NIfTI
+
+    header = nibabel.load(str(path))
+    if np.issubdtype(header.get_data_dtype(), np.inexact):
+        count = int(np.count_nonzero(~np.isfinite(np.asanyarray(header.dataobj))))
+        if count:
+            raise InputError(f"{path} holds {count} NaN or infinite value(s)")
 
 
 def write_image(image: sitk.Image, path: PathLike) -> Path:

@@ -1,5 +1,5 @@
-"""Fetal biometry: ellipse and rectangle fits (HC, AC, BPD, OFD, FL), gestational age,
-size-for-age centiles and estimated fetal weight."""
+"""Fetal biometry: ellipse and rectangle fits (HC, AC, BPD, OFD, FL), measurement of a segmented
+plane by its class, gestational age, size-for-age centiles and estimated fetal weight."""
 
 from fetalbiometry.biometry.ellipse import (
     Ellipse,
@@ -27,5 +27,14 @@ from fetalbiometry.biometry.growth import (
     intergrowth_centile,
     intergrowth_mean_sd,
     intergrowth_zscore,
+)
+from fetalbiometry.biometry.planes import (
+    PLANE_CLASSES,
+    PLANE_MEASURES,
+    PlaneMeasurement,
+    PlausibilityLimits,
+    ellipse_bounding_box,
+    ellipse_overhang,
+    measure_plane,
 )
 from fetalbiometry.biometry.rectangle import Rectangle, femur_length, fit_min_area_rectangle

@@ -14,7 +14,19 @@ import torch
 import torch.nn as nn
 from monai.networks.blocks import Convolution, UnetBasicBlock
 
-__all__ = ["AttentionModule", "ConvBnReluBlock", "DecoderLevel"]
+__all__ = ["AttentionModule", "ConvBnReluBlock", "DecoderLevel", "check_spatial_size"]
+
+
+def check_spatial_size(image: torch.Tensor, divisor: int, network: str) -> None:
+    """Raise ``ValueError`` unless every spatial size of ``image`` (B, C, *S) is a multiple of ``divisor``.
+
+    Encoder-decoders with ``n`` poolings need sizes divisible by ``2 ** n`` for the skips to align.
+    The check is skipped while tracing for ONNX export, where sizes are symbolic.
+    """
+    if not torch.jit.is_tracing():
+        for size in image.shape[2:]:
+            if size % divisor != 0:
+                raise ValueError(f"{network} input size {list(image.shape[2:])} must be a multiple of {divisor}.")
 
 
 class ConvBnReluBlock(UnetBasicBlock):

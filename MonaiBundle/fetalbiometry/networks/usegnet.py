@@ -15,7 +15,7 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 
-from fetalbiometry.networks.blocks import ConvBnReluBlock, DecoderLevel
+from fetalbiometry.networks.blocks import ConvBnReluBlock, DecoderLevel, check_spatial_size
 
 __all__ = ["USegNet"]
 
@@ -135,12 +135,7 @@ class USegNet(nn.Module):
         Raises:
             ValueError: a spatial size is not divisible by :attr:`size_divisor`.
         """
-        if not torch.jit.is_tracing():  # sizes are symbolic while tracing for ONNX export
-            for size in image.shape[2:]:
-                if size % self.size_divisor != 0:
-                    raise ValueError(
-                        f"input spatial size {list(image.shape[2:])} must be divisible by {self.size_divisor}."
-                    )
+        check_spatial_size(image, self.size_divisor, "USegNet")
         skips: List[torch.Tensor] = []
         hidden = image
         for index, block in enumerate(self.encoder):

@@ -1,0 +1,152 @@
+"""Segment the whole fetal head in a 3D ultrasound volume with the bundle's network.
+
+:class:`Segmenter` is what ``fetalbiometry segment``, the study runner and the Slicer module
+call. The network and its input scale come from the bundle's ``configs/inference.json`` (one
+source of truth with ``python -m monai.bundle run``); the shipped weights are checked against
+the SHA-256 in ``configs/metadata.json`` and loaded with ``weights_only=True``.
+
+The volume is processed in voxel space with the bundle's own preprocessing
+(:class:`~fetalbiometry.transforms.SegmentorInput`), so the network sees what it was trained
+on and the label lands on exactly the input's grid: intensities are normalised, the volume is
+downscaled by the bundle's ``downscale_factor`` (Sec. 3.1 of the 3D paper uses 0.4) and padded
+to a multiple of 8 for the three poolings; the cascade's class probabilities are then cropped
+and resampled back to full resolution before the arg-max (the paper resamples its result to
+full resolution for evaluation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+import torch
+import torch.nn as nn
+from monai.bundle import ConfigParser
+from monai.inferers import Inferer
+
+from fetalbiometry import BUNDLE_ROOT
+from fetalbiometry.errors import InputError
+from fetalbiometry.io import check_dimension
+from fetalbiometry.transforms import SegmentorInput, image_to_tensor, tensor_to_label
+
+logger = logging.getLogger(__name__)
+
+SHIPPED_MODEL = "models/model.pt"
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when it is available; ``cuda`` without a GPU is an input error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError(f"unknown device '{device}': use auto, cpu or cuda")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class BundleModel:
+    """What the bundle's inference config says about the network that ``model.pt`` belongs to."""
+
+    network: nn.Module
+    downscale_factor: float
+    inferer: Inferer
+    variant: str
+
+
+def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
+    """Instantiate the network and its inference settings from ``configs/inference.json``."""
+    parser = ConfigParser()
+    parser.read_config(bundle_root / "configs" / "inference.json")
+    parser["bundle_root"] = str(bundle_root)
+    return BundleModel(
+        network=parser.get_parsed_content("network_def"),
+        downscale_factor=float(parser.get_parsed_content("downscale_factor")),
+        inferer=parser.get_parsed_content("inferer"),
+        variant=str(parser.get_parsed_content("variant")),
+    )
+
+
+def expected_checksum(bundle_root: Path, relative_path: str) -> str | None:
+    """The SHA-256 that ``metadata.json`` records for a shipped file, if any."""
+    metadata = json.loads((bundle_root / "configs" / "metadata.json").read_text())
+    return metadata.get("model_sha256", {}).get(relative_path) or None
+
+
+def load_weights(network: nn.Module, path: Path, checksum: str | None) -> None:
+    """Load a state dict into ``network`` after checking the file and, if known, its checksum."""
+    if not path.is_file():
+        raise InputError(f"model file not found: {path}")
+    if checksum is not None and sha256_of(path) != checksum:
+        raise InputError(f"model file {path} does not match its SHA-256 in metadata.json; it is corrupt or replaced")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a file that is not a checkpoint
+        raise InputError(f"cannot read model file {path}: {str(error).splitlines()[0]}") from error
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(f"model file {path} does not fit the network in configs/inference.json") from error
+
+
+class Segmenter:
+    """Whole-fetal-head segmentation of one volume at a time.
+
+    Args:
+        model: the network and its inference settings (see :func:`load_bundle_model`).
+        device: where the network runs; it falls back to the CPU if CUDA runs out of memory.
+    """
+
+    def __init__(self, model: BundleModel, device: torch.device) -> None:
+        self.model = model
+        self.device = device
+        self.network = model.network.to(device).eval()
+
+    @classmethod
+    def from_bundle(
+        cls, model_path: str | Path | None = None, device: str = "auto", bundle_root: Path = BUNDLE_ROOT
+    ) -> Segmenter:
+        """Load the shipped model (checksum-verified) or ``model_path`` for the bundle's network."""
+        model = load_bundle_model(bundle_root)
+        if model_path is None:
+            load_weights(model.network, bundle_root / SHIPPED_MODEL, expected_checksum(bundle_root, SHIPPED_MODEL))
+        else:
+            load_weights(model.network, Path(model_path), checksum=None)
+        return cls(model, resolve_device(device))
+
+    @torch.no_grad()
+    def _class_scores(self, network_input: torch.Tensor) -> torch.Tensor:
+        batch = torch.as_tensor(network_input)[None].to(self.device)
+        return torch.softmax(self.model.inferer(batch, self.network)[0].float(), dim=0).cpu()
+
+    def segment(self, image: sitk.Image) -> sitk.Image:
+        """Label (uint8, 1 = whole fetal head) on exactly ``image``'s grid."""
+        check_dimension(image, (3,))
+        if image.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError("the volume must have one component per voxel (grayscale)")
+        pipeline = SegmentorInput(self.model.downscale_factor)  # one object: MONAI inverts its own ops
+        network_input = pipeline(image_to_tensor(image))
+        try:
+            scores = self._class_scores(network_input)
+        except torch.cuda.OutOfMemoryError:
+            logger.warning("GPU out of memory: falling back to the CPU")
+            torch.cuda.empty_cache()
+            self.device = torch.device("cpu")
+            self.network.to(self.device)
+            scores = self._class_scores(network_input)
+        probabilities = pipeline.restore(scores, network_input)
+        return tensor_to_label(torch.argmax(probabilities, dim=0), image)

@@ -1,0 +1,351 @@
+"""Pre-processing and augmentation of the 3D whole-fetal-head segmentor.
+
+Yang X, Wang X, Wang Y, et al. "Hybrid attention for automatic segmentation of whole fetal head
+in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2020
+(``/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.1 and 3.1.
+
+One pipeline serves the bundle configs (``MonaiBundle/configs/*.json``) and
+:mod:`fetalbiometry.inference`; both build it from these functions so that a model always sees
+what it was trained on:
+
+1. :func:`image_to_tensor`: a ``SimpleITK.Image`` becomes a channel-first ``MetaTensor`` of shape
+   (1, x, y, z) with the affine that MONAI's ``LoadImaged(reader="ITKReader")`` +
+   ``EnsureChannelFirstd`` give for the same file (array axes in ITK (x, y, z) order, affine in
+   RAS). Configs load files with those two transforms.
+2. :func:`normalize_intensity` (configs: :func:`normalize_intensityd`): per-volume scaling to
+   [0, 1], from the minimum (0th percentile) to the 99.5th percentile, clipped. The auto-context
+   join adds a probability map to the image (Eq. 5), so the image must be on the same [0, 1] scale.
+3. :func:`spatial_transforms`: down-scaling by ``downscale_factor`` on each axis (the paper uses
+   0.4; trilinear for images, nearest for labels) then padding to a multiple of
+   :data:`SIZE_DIVISOR` for the network's 3 poolings. Both are invertible MONAI transforms.
+4. After the network, ``Invertd`` in the configs crops the padding and resamples the class scores
+   back to the input grid; :func:`tensor_to_label` puts an (x, y, z) label back on the
+   ``SimpleITK`` grid.
+
+:class:`SegmentorInput` bundles steps 2-4 for one volume outside the configs::
+
+    network_input = SegmentorInput(downscale_factor)
+    x = network_input(image_to_tensor(image))          # (1, X, Y, Z), normalised, down-scaled, padded
+    scores = network_input.restore(network(x[None])[0], x)   # (K, x, y, z) on the input grid
+    label = tensor_to_label(scores.argmax(0), image)
+
+Training adds the paper's augmentation (Sec. 2.1): flips along the three axes and 180° rotations
+about them (MONAI ``RandFlipd`` and ``Rotate90d(k=2)`` in the config), and
+:class:`RandShadowErasingd`, a zeroed box near the head that mimics an acoustic shadow.
+
+For the 2D MTLN (``/work/shared/papers/mtln-multitask-linknet-hc.txt``, Eq. 5),
+:class:`BoundaryWeightMapd` adds the pixel weight map of its boundary-weighted loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.data.utils import orientation_ras_lps
+from monai.transforms import (
+    Compose,
+    DivisiblePadd,
+    MapTransform,
+    RandomizableTransform,
+    ScaleIntensityRangePercentiles,
+    ScaleIntensityRangePercentilesd,
+    Zoomd,
+)
+from monai.utils import convert_to_dst_type, ensure_tuple
+from scipy import ndimage
+
+from fetalbiometry.io import label_like
+
+__all__ = [
+    "INTENSITY_SCALING",
+    "SIZE_DIVISOR",
+    "BoundaryWeightMapd",
+    "boundary_weight_map",
+    "RandShadowErasingd",
+    "SegmentorInput",
+    "image_to_tensor",
+    "normalize_intensity",
+    "normalize_intensityd",
+    "spatial_transforms",
+    "tensor_to_label",
+]
+
+SIZE_DIVISOR = 8
+"""Spatial sizes fed to the network are padded to a multiple of this: 2³ for its 3 poolings (Sec. 2.3)."""
+
+INTENSITY_SCALING: Mapping[str, Any] = {"lower": 0.0, "upper": 99.5, "b_min": 0.0, "b_max": 1.0, "clip": True}
+"""Arguments of MONAI's ``ScaleIntensityRangePercentiles`` used everywhere: [min, 99.5th percentile] → [0, 1]."""
+
+_IMAGE_KEY = "image"
+
+
+def normalize_intensity(array: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Scale one volume's intensities to [0, 1]: its minimum to 0, its 99.5th percentile to 1, clipped.
+
+    The upper percentile rather than the maximum keeps a few saturated speckle or bone voxels from
+    compressing the tissue range.
+
+    Args:
+        array: a volume (any shape, channel-first or not).
+
+    Returns:
+        the scaled volume, same type and shape, float.
+    """
+    return ScaleIntensityRangePercentiles(**INTENSITY_SCALING)(array)
+
+
+def normalize_intensityd(keys: KeysCollection = _IMAGE_KEY) -> ScaleIntensityRangePercentilesd:
+    """The dictionary transform of :func:`normalize_intensity`, for the bundle configs."""
+    return ScaleIntensityRangePercentilesd(keys=keys, **INTENSITY_SCALING)
+
+
+def spatial_transforms(
+    downscale_factor: float,
+    image_keys: KeysCollection = _IMAGE_KEY,
+    label_keys: KeysCollection = (),
+    size_divisor: int = SIZE_DIVISOR,
+) -> list[MapTransform]:
+    """Down-scale the volumes for the network and pad them to a multiple of ``size_divisor`` (Sec. 3.1).
+
+    "we downscale the original US volume with a factor of 0.4 on each dimension for input. The final
+    segmentation result was resampled back to the original full resolution." Both transforms record
+    themselves in the ``MetaTensor``, so ``Invertd`` (or :meth:`SegmentorInput.restore`) undoes them;
+    the inversion must use these very transform objects (MONAI checks their identity).
+
+    Args:
+        downscale_factor: zoom factor on every axis, in (0, 1]; 0.4 in the paper.
+        image_keys: keys of channel-first intensity volumes (trilinear interpolation).
+        label_keys: keys of channel-first label volumes (nearest-neighbour interpolation).
+        size_divisor: pad each spatial size to a multiple of this (2 ** number of poolings).
+
+    Returns:
+        ``[Zoomd, DivisiblePadd]``, to put in a ``Compose``.
+
+    Raises:
+        ValueError: ``downscale_factor`` outside (0, 1].
+    """
+    if not 0.0 < downscale_factor <= 1.0:
+        raise ValueError(f"downscale_factor must be in (0, 1], got {downscale_factor}.")
+    images, labels = ensure_tuple(image_keys), ensure_tuple(label_keys)
+    keys = images + labels
+    modes = ("trilinear",) * len(images) + ("nearest",) * len(labels)
+    return [
+        Zoomd(keys=keys, zoom=downscale_factor, mode=modes, keep_size=False),
+        DivisiblePadd(keys=keys, k=size_divisor),
+    ]
+
+
+class SegmentorInput:
+    """The segmentor's input pipeline for one volume outside the configs, and its inverse.
+
+    Calling it applies :func:`normalize_intensity` and :func:`spatial_transforms`;
+    :meth:`restore` brings the network's class scores back to the original grid, as the configs'
+    ``Invertd`` does.
+
+    Args:
+        downscale_factor: as in :func:`spatial_transforms` (the configs' ``downscale_factor``).
+        size_divisor: as in :func:`spatial_transforms`.
+    """
+
+    def __init__(self, downscale_factor: float, size_divisor: int = SIZE_DIVISOR) -> None:
+        self.spatial = Compose(spatial_transforms(downscale_factor, size_divisor=size_divisor))
+
+    def __call__(self, image: MetaTensor) -> MetaTensor:
+        """Args:
+            image: shape (C, x, y, z), e.g. from :func:`image_to_tensor`.
+
+        Returns:
+            the network input (without batch dimension), carrying the operations to invert.
+        """
+        return self.spatial({_IMAGE_KEY: normalize_intensity(image)})[_IMAGE_KEY]
+
+    def restore(self, prediction: torch.Tensor, network_input: MetaTensor) -> torch.Tensor:
+        """Crop the padding and resample class scores back to the original grid.
+
+        Args:
+            prediction: class scores (K, *S) for ``network_input`` (no batch dimension); resampled
+                trilinearly, so pass probabilities or logits and take the argmax afterwards.
+            network_input: what :meth:`__call__` returned for this volume.
+
+        Returns:
+            the scores on the original grid, shape (K, x, y, z), a plain tensor.
+        """
+        scores = MetaTensor(
+            prediction, affine=network_input.affine, applied_operations=list(network_input.applied_operations)
+        )
+        restored = self.spatial.inverse({_IMAGE_KEY: scores})[_IMAGE_KEY]
+        return restored.as_tensor() if isinstance(restored, MetaTensor) else restored
+
+
+def image_to_tensor(image: sitk.Image) -> MetaTensor:
+    """A 3D ``SimpleITK`` image as the channel-first ``MetaTensor`` that MONAI's ITK loader gives.
+
+    Args:
+        image: a 3D scalar image.
+
+    Returns:
+        float32 tensor of shape (1, x, y, z) (``sitk.GetArrayFromImage`` transposed) whose affine
+        maps voxel indices to RAS millimetres, as ``LoadImaged(reader="ITKReader")`` builds it.
+    """
+    array = np.transpose(sitk.GetArrayFromImage(image)).astype(np.float32)
+    dims = image.GetDimension()
+    affine = np.eye(dims + 1)
+    affine[:dims, :dims] = np.reshape(image.GetDirection(), (dims, dims)) @ np.diag(image.GetSpacing())
+    affine[:dims, dims] = image.GetOrigin()
+    ras = orientation_ras_lps(affine)
+    return MetaTensor(torch.from_numpy(array[None]), affine=torch.as_tensor(ras, dtype=torch.float64))
+
+
+def tensor_to_label(labels: np.ndarray | torch.Tensor, reference: sitk.Image) -> sitk.Image:
+    """Put a label volume in (x, y, z) order (optionally with one channel) on ``reference``'s grid.
+
+    Args:
+        labels: class indices, shape (x, y, z) or (1, x, y, z), on the grid of ``reference``.
+        reference: the image the labels were predicted from.
+
+    Returns:
+        a uint8 label image with ``reference``'s size, spacing, origin and direction.
+    """
+    array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if array.ndim == reference.GetDimension() + 1:
+        array = array[0]
+    return label_like(np.transpose(array).astype(np.uint8), reference)
+
+
+class RandShadowErasingd(RandomizableTransform, MapTransform):
+    """Random Erasing (Zhong et al., AAAI 2020) of a box around the fetal head, set to 0 (Sec. 2.1).
+
+    The paper erases "a sub-region with 0 at a random position around the whole fetal head to mimic
+    the ubiquitous acoustic shadow". MONAI's ``RandCoarseDropoutd`` places its holes uniformly over
+    the whole volume, mostly in the background far from the head, hence this transform: the box is
+    centred on a random voxel of the head's boundary (label voxels with a background neighbour) and
+    each side is a random fraction of the head's bounding-box extent along that axis. Only the image
+    keys are erased; the label keeps the whole head, so the network learns to complete shadowed
+    parts.
+
+    Args:
+        keys: image keys to erase.
+        label_key: key of the label (channel-first, foreground > 0) that locates the head.
+        prob: probability of erasing a box.
+        size_fraction: (min, max) side of the box as a fraction of the head's extent, per axis.
+        fill_value: value written into the box (0: black, like a shadow after intensity scaling).
+        allow_missing_keys: don't raise if a key is missing.
+    """
+
+    backend = [torch.Tensor, np.ndarray]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_key: str = "label",
+        prob: float = 0.5,
+        size_fraction: tuple[float, float] = (0.2, 0.5),
+        fill_value: float = 0.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        if not 0.0 < size_fraction[0] <= size_fraction[1] <= 1.0:
+            raise ValueError(f"size_fraction must satisfy 0 < min <= max <= 1, got {size_fraction}.")
+        self.label_key = label_key
+        self.size_fraction = size_fraction
+        self.fill_value = fill_value
+        self._box: tuple[slice, ...] | None = None
+
+    def randomize(self, label: np.ndarray) -> None:
+        """Decide whether to erase and, if so, draw the box from the head mask ``label`` (spatial dims only)."""
+        super().randomize(None)
+        self._box = None
+        if not self._do_transform or not label.any():
+            return
+        boundary = np.argwhere(label & ~ndimage.binary_erosion(label))
+        center = boundary[self.R.randint(len(boundary))]
+        occupied = np.argwhere(label)
+        extent = occupied.max(axis=0) - occupied.min(axis=0) + 1
+        sides = np.maximum(1, np.round(self.R.uniform(*self.size_fraction, size=label.ndim) * extent)).astype(int)
+        starts = np.maximum(center - sides // 2, 0)
+        self._box = tuple(slice(int(s), int(s + n)) for s, n in zip(starts, sides, strict=True))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        label = d[self.label_key]
+        mask = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)[0] > 0
+        self.randomize(mask)
+        if self._box is None:
+            return d
+        for key in self.key_iterator(d):
+            erased = d[key].clone() if isinstance(d[key], torch.Tensor) else np.array(d[key], copy=True)
+            erased[(slice(None), *self._box)] = self.fill_value
+            d[key] = erased
+        return d
+
+
+def boundary_weight_map(mask: np.ndarray, w0: float = 30.0, sigma: float = 10.0) -> np.ndarray:
+    """Pixel weights that magnify a loss near the ground-truth boundary (MTLN, Eq. 5).
+
+    ``w(x) = 1 + w0 · exp(−d(x)² / (2σ²))``, ``d(x)`` the Euclidean distance (pixels) from ``x`` to
+    the nearest boundary pixel of the mask. The paper prints the exponent as ``d(x) / (2σ²)``,
+    without square or minus sign, which grows without bound away from the boundary; we use the
+    form of the weight map it cites (Ronneberger et al., U-Net, 2015), a Gaussian of the distance.
+    Boundary pixels are the foreground pixels with a background 4-neighbour; the image edge is not
+    a boundary (a head cut by the border has no contour there). A mask without boundary (empty or
+    full) gives weights 1.
+
+    Args:
+        mask: 2D (or nD) array; non-zero pixels are the structure.
+        w0: ω0, the extra weight on the boundary (30 in the paper's Table I).
+        sigma: σ of the Gaussian, in pixels (10 in Table I).
+
+    Returns:
+        float32 weights of ``mask``'s shape: ``1 + w0`` on the boundary, tending to 1 far from it.
+    """
+    foreground = np.asarray(mask) != 0
+    boundary = foreground & ~ndimage.binary_erosion(foreground, border_value=1)
+    if not boundary.any():
+        return np.ones(foreground.shape, dtype=np.float32)
+    distance = ndimage.distance_transform_edt(~boundary)
+    return (1.0 + w0 * np.exp(-(distance**2) / (2.0 * sigma**2))).astype(np.float32)
+
+
+class BoundaryWeightMapd(MapTransform):
+    """Add the boundary weight map of a channel-first label (:func:`boundary_weight_map`) to the data.
+
+    Args:
+        keys: label key(s); each gives a weight map of the same shape (one map per channel).
+        weight_keys: output key per label key (default ``"weight"`` for a single label).
+        w0: ω0 of Eq. 5.
+        sigma: σ of Eq. 5, in pixels.
+        allow_missing_keys: don't raise if a key is missing.
+    """
+
+    backend = [torch.Tensor, np.ndarray]
+
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        weight_keys: KeysCollection = "weight",
+        w0: float = 30.0,
+        sigma: float = 10.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.weight_keys = ensure_tuple(weight_keys)
+        if len(self.weight_keys) != len(self.keys):
+            raise ValueError(f"need one weight key per label key, got {self.weight_keys} for {self.keys}.")
+        self.w0 = w0
+        self.sigma = sigma
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, weight_key in self.key_iterator(d, self.weight_keys):
+            label = d[key]
+            array = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)
+            weights = np.stack([boundary_weight_map(channel, self.w0, self.sigma) for channel in array])
+            d[weight_key] = convert_to_dst_type(weights, label, dtype=np.float32)[0]
+        return d

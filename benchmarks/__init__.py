@@ -1,0 +1,1 @@
+"""Benchmarks of FetalHeadSeg (not tests): each prints ratios measured in one run."""

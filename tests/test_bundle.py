@@ -1,0 +1,215 @@
+"""Checks of the MONAI bundle (``MonaiBundle/``): metadata, network I/O, exports, train/evaluate/infer, DDP.
+
+The bundle commands run as users run them: ``python -m monai.bundle ...`` from the repository root,
+at tiny sizes (32³ phantoms, 4-8 channels, one epoch per level).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.bundle import ConfigParser, ckpt_export, onnx_export, verify_metadata, verify_net_in_out
+
+import fetalbiometry
+from fetalbiometry.data.synthetic import make_head_volume
+from fetalbiometry.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
+from fetalbiometry.networks import VARIANTS, AutoContextCascade
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "MonaiBundle" / "configs"
+META = CONFIGS / "metadata.json"
+SCHEMA = CONFIGS / "schema" / "meta_schema.json"
+OFFICIAL_SCHEMA_URL = (
+    "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
+)
+
+TINY_NETWORK = {"features": [4, 8, 8, 8], "attention_out_channels": 8, "attention_channels": 4}
+PHANTOM_SHAPE, PHANTOM_SPACING = [32, 32, 32], [5.2, 5.2, 5.2]  # the default 166 mm field of view
+NETWORK_ARGS = [arg for key, value in TINY_NETWORK.items() for arg in (f"--{key}", json.dumps(value))]
+
+
+def phantom_args(num_train: int = 1, num_val: int = 1) -> list[str]:
+    """Command-line overrides for a tiny run on phantoms: one epoch per level, small network."""
+    return [
+        "--epochs_per_level", "1",
+        "--phantom#num_train", str(num_train),
+        "--phantom#num_val", str(num_val),
+        "--phantom#shape", json.dumps(PHANTOM_SHAPE),
+        "--phantom#spacing", json.dumps(PHANTOM_SPACING),
+        *NETWORK_ARGS,
+    ]  # fmt: skip
+
+
+def run_bundle(*args: str, launcher: tuple[str, ...] = ("-m", "monai.bundle")) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, *launcher, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def tiny_network(config: Path = CONFIGS / "inference.json") -> torch.nn.Module:
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser.update(TINY_NETWORK)
+    return parser.get_parsed_content("network_def")
+
+
+def test_metadata_verifies_offline_against_the_local_schema(monkeypatch, tmp_path) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("verify_metadata tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    verify_metadata(meta_file=str(META), filepath=str(SCHEMA))
+
+    metadata = json.loads(META.read_text())
+    assert metadata["schema"] == OFFICIAL_SCHEMA_URL
+    assert metadata["required_packages_version"] == metadata["optional_packages_version"]
+    assert metadata["model_sha256"].keys() == {"models/model.pt"}
+    assert "RECONSTRUCTION" in json.loads(SCHEMA.read_text())["description"]
+
+    broken = dict(metadata)
+    del broken["version"]
+    broken_file = tmp_path / "metadata.json"
+    broken_file.write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="Failed validating"):
+        verify_metadata(meta_file=str(broken_file), filepath=str(SCHEMA))
+
+
+@pytest.mark.parametrize("variant", ["USegNet-DS-HAS-Ctx", "2D-USegNet", "3D-DeconvNet"])
+def test_network_matches_the_metadata_input_and_output(variant) -> None:
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(META),
+        config_file=str(CONFIGS / "inference.json"),
+        device="cpu",
+        n=2,
+        variant=variant,
+        **TINY_NETWORK,
+    )
+
+
+def test_every_paper_variant_is_selectable_in_train_config() -> None:
+    for variant, spec in VARIANTS.items():
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / "train.json"))
+        parser.update({"variant": variant, **TINY_NETWORK})
+        network = parser.get_parsed_content("network_def")
+        assert isinstance(network, AutoContextCascade) == (spec.context_levels > 1), variant
+        assert parser.get_parsed_content("patch_size") == spec.patch_size
+        expected_loss = DeepSupervisedCrossEntropy if spec.network.get("deep_supervision") else LabelCrossEntropyLoss
+        assert type(parser.get_parsed_content("loss")) is expected_loss, variant
+    parser.parse()
+    assert parser["run"] == parser["training"]  # `run` and `run training` do the same
+    shipped = Path(fetalbiometry.BUNDLE_ROOT) / "models"
+    assert Path(parser.get_parsed_content("ckpt_dir")).resolve() != shipped.resolve()  # training never overwrites it
+
+
+@pytest.mark.slow
+def test_torchscript_and_onnx_exports_match_the_eager_network(tmp_path) -> None:
+    network = tiny_network().eval()
+    generator = torch.Generator().manual_seed(0)
+    for module in network.modules():  # non-trivial batch-norm statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    checkpoint = tmp_path / "model.pt"
+    torch.save(network.state_dict(), checkpoint)
+    common = {"ckpt_file": str(checkpoint), "meta_file": str(META), "config_file": str(CONFIGS / "inference.json")}
+    ckpt_export("network_def", filepath=str(tmp_path / "model.ts"), **common, **TINY_NETWORK)
+    axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
+    onnx_export(
+        "network_def",
+        filepath=str(tmp_path / "model.onnx"),
+        input_shape=[1, 1, 16, 16, 16],
+        use_trace=True,
+        converter_kwargs={
+            "dynamo": False,  # the TorchScript-based exporter: onnxscript is not a dependency
+            "input_names": ["image"],
+            "output_names": ["pred"],
+            "dynamic_axes": {"image": axes, "pred": axes},
+        },
+        **common,
+        **TINY_NETWORK,
+    )
+    image = torch.rand(1, 1, 24, 16, 32, generator=generator)  # another size than exported with
+    with torch.no_grad():
+        eager = network(image)
+        scripted = torch.jit.load(str(tmp_path / "model.ts"))(image)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {"image": image.numpy()})
+    assert eager.shape == (1, 2, 24, 16, 32)
+    assert torch.allclose(scripted, eager, atol=1e-4)
+    assert np.abs(exported - eager.numpy()).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_training_evaluation_and_inference_commands(tmp_path) -> None:
+    run_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
+    run_bundle(
+        "run", "training", "--meta_file", str(META.relative_to(REPO)),
+        "--config_file", str((CONFIGS / "train.json").relative_to(REPO)),
+        "--output_dir", str(run_dir), *phantom_args(),
+    )  # fmt: skip
+    checkpoint = run_dir / "models" / "model.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    tiny_network(CONFIGS / "train.json").load_state_dict(state)  # strict: the whole cascade, no wrapper prefix
+    assert any(k.startswith("levels.1.") for k in state)
+
+    run_bundle(
+        "run", "evaluating",
+        "--config_file", json.dumps([str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")]),
+        "--ckpt_path", str(checkpoint), "--output_dir", str(eval_dir), *phantom_args(),
+    )  # fmt: skip
+    with open(eval_dir / "metrics.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["case"] == "phantom-1"  # the validation phantom follows the training seeds
+    truth = make_head_volume(seed=1, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, probe_direction=0).truth
+    assert float(row["volume_ref_ml"]) == pytest.approx(truth["volume_ml"], rel=1e-4)  # full resolution, real spacing
+    dsc = float(row["dice"])
+    assert 0.0 <= dsc <= 1.0 and float(row["jaccard"]) == pytest.approx(dsc / (2.0 - dsc), rel=1e-4, abs=1e-6)
+    summary = json.loads((eval_dir / "metrics_summary.json").read_text())
+    assert summary["n_cases"] == 1 and summary["metrics"]["dice"]["mean"] == pytest.approx(dsc, rel=1e-4)
+
+    inputs, outputs = tmp_path / "inputs", tmp_path / "outputs"
+    inputs.mkdir()
+    rotated = [0, 1, 0, -1, 0, 0, 0, 0, 1]
+    image = make_head_volume(seed=42, shape=(28, 32, 36), spacing=(4.0, 5.0, 6.0), direction=rotated).image
+    sitk.WriteImage(image, str(inputs / "case.nii.gz"))
+    run_bundle(
+        "run", "--config_file", str((CONFIGS / "inference.json").relative_to(REPO)),
+        "--input_dir", str(inputs), "--output_dir", str(outputs), "--ckpt_path", str(checkpoint), *NETWORK_ARGS,
+    )  # fmt: skip
+    label = sitk.ReadImage(str(outputs / "case_seg.nii.gz"))
+    assert label.GetSize() == image.GetSize() and label.GetPixelID() == sitk.sitkUInt8
+    for name in ("GetSpacing", "GetOrigin", "GetDirection"):
+        assert np.allclose(getattr(label, name)(), getattr(image, name)(), atol=1e-4), name
+    assert set(np.unique(sitk.GetArrayViewFromImage(label))) <= {0, 1}
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training(tmp_path) -> None:
+    configs = json.dumps([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")])
+    run_bundle(
+        "--standalone", "--nproc_per_node=2", "-m", "monai.bundle", "run", "training",
+        "--config_file", configs, "--meta_file", str(META), "--output_dir", str(tmp_path),
+        *phantom_args(num_train=2, num_val=2),
+        launcher=("-m", "torch.distributed.run"),
+    )  # fmt: skip
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    tiny_network(CONFIGS / "train.json").load_state_dict(state)
+    assert math.isfinite(sum(float(v.float().sum()) for v in state.values()))

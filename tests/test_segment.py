@@ -1,0 +1,132 @@
+"""``fetalbiometry segment`` and the Segmenter: the label on exactly the input's grid, bad input refused.
+
+The network weights here are the bundle's network freshly initialised and saved to a file, so
+these tests check the plumbing (geometry, checksums, errors), not accuracy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from fetalbiometry.errors import InputError
+from fetalbiometry.inference import Segmenter, load_bundle_model, load_weights, sha256_of
+
+OBLIQUE = (0.8, -0.6, 0.0, 0.6, 0.8, 0.0, 0.0, 0.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    torch.save(load_bundle_model().network.state_dict(), path)
+    return path
+
+
+def _volume(path: Path, shape=(24, 28, 32), spacing=(1.5, 1.2, 2.0)) -> Path:
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.uniform(0, 255, shape).astype(np.float32))
+    image.SetSpacing(spacing)
+    image.SetOrigin((-12.0, 7.5, 30.0))
+    image.SetDirection(OBLIQUE)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _segment(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fetalbiometry.cli", "segment", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_label_lands_on_the_input_grid(tmp_path, random_model):
+    image_path = _volume(tmp_path / "volume.nrrd")
+    output = tmp_path / "label.nii.gz"
+    process = _segment(str(image_path), str(output), "--model", str(random_model), "--device", "cpu")
+    assert process.returncode == 0, process.stderr
+    assert "head volume:" in process.stdout
+    image, label = sitk.ReadImage(str(image_path)), sitk.ReadImage(str(output))
+    assert label.GetSize() == image.GetSize()
+    np.testing.assert_allclose(label.GetSpacing(), image.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(label.GetDirection(), image.GetDirection(), atol=1e-5)
+    assert set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    "make_input, expected",
+    [
+        (lambda d: _write(d / "flat.nii.gz", np.zeros((20, 20), np.float32)), "3d"),
+        (lambda d: _write(d / "four.nii.gz", np.zeros((2, 8, 8, 8), np.float32)), "4d"),
+        (lambda d: _write(d / "nan.nii.gz", _with_nan(np.ones((8, 8, 8), np.float32))), "nan"),
+        (lambda d: _text(d / "notes.nii.gz"), "notes.nii.gz"),
+        (lambda d: d / "absent.nii.gz", "not found"),
+    ],
+)
+def test_bad_input_one_line_no_output(tmp_path, random_model, make_input, expected):
+    bad = make_input(tmp_path)
+    output = tmp_path / "out" / "label.nii.gz"
+    process = _segment(str(bad), str(output), "--model", str(random_model))
+    assert process.returncode == 1
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr
+    assert expected in lines[0].lower()
+    assert not output.exists()
+
+
+def test_missing_model_file(tmp_path):
+    image_path = _volume(tmp_path / "volume.nii.gz")
+    output = tmp_path / "label.nii.gz"
+    process = _segment(str(image_path), str(output), "--model", str(tmp_path / "nowhere.pt"))
+    assert process.returncode == 1
+    assert "model file not found" in process.stderr and len(process.stderr.strip().splitlines()) == 1
+    assert not output.exists()
+
+
+def test_refuses_to_overwrite_its_input(tmp_path, random_model):
+    image_path = _volume(tmp_path / "volume.nii.gz")
+    before = image_path.read_bytes()
+    process = _segment(str(image_path), str(image_path), "--model", str(random_model))
+    assert process.returncode == 1 and "input" in process.stderr
+    assert image_path.read_bytes() == before
+
+
+def test_checksum_mismatch_is_refused(random_model):
+    network = load_bundle_model().network
+    with pytest.raises(InputError, match="SHA-256"):
+        load_weights(network, random_model, checksum="0" * 64)
+    load_weights(network, random_model, checksum=sha256_of(random_model))  # the right checksum loads
+
+
+def test_segmenter_on_a_phantom_keeps_geometry(random_model):
+    from fetalbiometry.data.synthetic import make_head_volume
+
+    phantom = make_head_volume(seed=1, shape=(32, 40, 48), spacing=(3.0, 2.5, 2.0))
+    label = Segmenter.from_bundle(random_model, device="cpu").segment(phantom.image)
+    assert label.GetSize() == phantom.image.GetSize()
+    assert label.GetSpacing() == phantom.image.GetSpacing()
+    assert label.GetDirection() == phantom.image.GetDirection()
+
+
+def _write(path: Path, array: np.ndarray) -> Path:
+    image = (
+        sitk.JoinSeries([sitk.GetImageFromArray(v) for v in array]) if array.ndim == 4 else sitk.GetImageFromArray(array)
+    )
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _with_nan(array: np.ndarray) -> np.ndarray:
+    array[3, 4, 5] = np.nan
+    return array
+
+
+def _text(path: Path) -> Path:
+    path.write_text("these are not voxels\n")
+    return path
