@@ -134,3 +134,9 @@ def _write_image(path: Path, array: np.ndarray) -> Path:
         image = sitk.GetImageFromArray(array)
     sitk.WriteImage(image, str(path))
     return path
+
+
+def test_study_subcommand_reports_a_missing_manifest(tmp_path, capsys):
+    assert main(["study", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "study")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "absent.csv" in error

@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fetalbiometry.errors import FetalBiometryError, InputError
+from fetalbiometry.study.command import add_arguments as add_study_arguments
 
 PROG = "fetalbiometry"
 
@@ -87,10 +89,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from fetalbiometry.study import run_study
+    from fetalbiometry.study.command import run
 
-    run_study(args.manifest, args.out, model_path=args.model, device=args.device, resume=args.resume)
-    return 0
+    return run(args)
 
 
 # --- synth ----------------------------------------------------------------------------------
@@ -170,10 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_segment)
 
     p = sub.add_parser("study", help="volumetric reproducibility and agreement study over a manifest")
-    p.add_argument("manifest", type=Path, help="CSV with subject,image[,reference][,expert_volume_ml]")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--resume", action="store_true", help="skip volumes already done")
-    _add_model_arguments(p)
+    add_study_arguments(p)
     p.set_defaults(handler=cmd_study)
 
     p = sub.add_parser("synth", help="write synthetic phantoms with ground truth")
@@ -197,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
+    # SimpleITK's SWIG wrapper emits this DeprecationWarning at interpreter exit; it is not ours
+    # to fix, and it would add a stray line to the stderr of every run.
+    warnings.filterwarnings("ignore", message="builtin type swig", category=DeprecationWarning)
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -176,6 +176,8 @@ class SegmentorInput:
         Returns:
             the scores on the original grid, shape (K, x, y, z), a plain tensor.
         """
+        if isinstance(prediction, MetaTensor):  # the network's output carries the input's meta: drop it
+            prediction = prediction.as_tensor()
         scores = MetaTensor(
             prediction, affine=network_input.affine, applied_operations=list(network_input.applied_operations)
         )

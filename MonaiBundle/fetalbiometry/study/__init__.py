@@ -9,8 +9,17 @@ Modules: ``manifest`` (read/validate), ``statistics`` (pure functions), ``tables
 ``plots`` and ``report`` (figures, HTML), ``pipeline`` (``run_study``), ``command`` (``main``).
 """
 
-from fetalbiometry.study.command import main
-from fetalbiometry.study.pipeline import run_study
-from fetalbiometry.study.summary import StudySummary
+from importlib import import_module
+from typing import Any
 
 __all__ = ["StudySummary", "main", "run_study"]
+
+_HOMES = {"StudySummary": "summary", "main": "command", "run_study": "pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use (PEP 562): the pipeline pulls in torch and MONAI, which the
+    ``fetalbiometry`` command should not pay for when it only builds its parser."""
+    if name in _HOMES:
+        return getattr(import_module(f"fetalbiometry.study.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'fetalbiometry.study' has no attribute '{name}'")

@@ -21,17 +21,22 @@ if TYPE_CHECKING:
 PROG = "python -m fetalbiometry.study"
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The study's arguments, shared by this entry point and ``fetalbiometry study``."""
+    parser.add_argument("manifest", type=Path, help="CSV with subject,image[,reference][,expert_volume_ml]")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundle's shipped model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--resume", action="store_true", help="keep the finished volumes of an earlier run in --out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Segment every volume of a manifest; report head-volume reproducibility per subject "
         "and agreement with expert volumes and reference labels.",
     )
-    parser.add_argument("manifest", type=Path, help="CSV with subject,image[,reference][,expert_volume_ml]")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundle's shipped model)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--resume", action="store_true", help="keep the finished volumes of an earlier run in --out")
+    add_arguments(parser)
     return parser
 
 
@@ -57,18 +62,23 @@ def print_summary(summary: StudySummary, out_dir: Path) -> None:
     print(f"report: {out_dir / 'report.html'}")
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run the study that ``args`` (from :func:`add_arguments`) describe; bad input raises."""
+    from fetalbiometry.study.distributed import Shard
+    from fetalbiometry.study.pipeline import run_study
+
+    summary = run_study(args.manifest, args.out, model_path=args.model, device=args.device, resume=args.resume)
+    if Shard.from_environment().is_main:
+        print_summary(summary, args.out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a study from the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from fetalbiometry.study.distributed import Shard
-    from fetalbiometry.study.pipeline import run_study
-
     try:
-        summary = run_study(args.manifest, args.out, model_path=args.model, device=args.device, resume=args.resume)
+        return run(args)
     except FetalBiometryError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if Shard.from_environment().is_main:
-        print_summary(summary, args.out)
-    return 0
