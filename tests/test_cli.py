@@ -107,7 +107,7 @@ def test_bad_input_gives_one_line_and_exit_1(tmp_path, make_input, expected):
     process = subprocess.run(
         [sys.executable, "-m", "fetalbiometry.cli", "evaluate", str(bad), str(ref)],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         timeout=120,
     )
     assert process.returncode == 1

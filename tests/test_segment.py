@@ -41,7 +41,7 @@ def _volume(path: Path, shape=(24, 28, 32), spacing=(1.5, 1.2, 2.0)) -> Path:
 
 def _segment(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "fetalbiometry.cli", "segment", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "fetalbiometry.cli", "segment", *args], capture_output=True, encoding="utf-8", timeout=300
     )
 
 

@@ -268,7 +268,7 @@ def test_lib_imports_without_slicer_qt_or_fetalbiometry():
         "import sys; sys.path.insert(0, sys.argv[1]); import FetalHeadSegLib.process, FetalHeadSegLib.results; "
         "print(sorted(m for m in ('slicer', 'qt', 'vtk', 'ctk', 'fetalbiometry', 'torch') if m in sys.modules))"
     )
-    run = subprocess.run([sys.executable, "-c", code, str(MODULE_DIR)], capture_output=True, text=True, check=True)
+    run = subprocess.run([sys.executable, "-c", code, str(MODULE_DIR)], capture_output=True, encoding="utf-8", check=True)
     assert run.stdout.strip() == "[]"
 
 
@@ -563,7 +563,7 @@ def test_cmake_installs_the_bundle_next_to_the_module(tmp_path):
     }
 
     def cmake(*args: str) -> None:
-        run = subprocess.run(["cmake", *args], capture_output=True, text=True, timeout=120)
+        run = subprocess.run(["cmake", *args], capture_output=True, encoding="utf-8", timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
 
     cmake("-S", str(REPO), "-B", str(build), f"-DSlicer_DIR={stub}", "-DBUILD_TESTING=OFF")

@@ -289,7 +289,7 @@ def test_torchrun_two_processes_equal_one_process(cohort: Path, model_file: Path
     command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "fetalbiometry.study"]
     command += [str(cohort), "--out", str(sharded), "--model", str(model_file), "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, encoding="utf-8", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _read_csv(sharded / "volumes.csv")
     assert len(rows) == 6

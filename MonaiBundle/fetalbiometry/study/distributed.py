@@ -86,6 +86,7 @@ def process_group(shard: Shard) -> Iterator[None]:
     dist.init_process_group(backend="gloo", rank=shard.rank, world_size=shard.world_size, timeout=GATHER_TIMEOUT)
     try:
         yield
+        dist.barrier()  # no rank tears the group down while another one still talks to it
     finally:
         dist.destroy_process_group()
 
