@@ -1,6 +1,6 @@
 """Inference time and peak memory of the paper's segmentors, as ratios to MONAI's BasicUNet (not a test).
 
-Yang et al. 2020 (``/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``) feed the
+Yang et al. 2020 (``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``) feed the
 network the ultrasound volume down-scaled by 0.4 (Sec. 3.1): ``PAPER_INPUT_SHAPE`` = (176, 103, 155)
 voxels (z, y, x), padded to a multiple of 8 as the bundle's ``DivisiblePadd`` does. Every network of
 :data:`fetalbiometry.networks.VARIANTS` runs on that input (random intensities: the cost of the

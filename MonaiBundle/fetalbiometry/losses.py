@@ -2,7 +2,7 @@
 
 Yang X, Wang X, Wang Y, et al. "Hybrid attention for automatic segmentation of whole fetal head
 in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2020
-(``/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sec. 2.3, Eq. 2.
+(``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sec. 2.3, Eq. 2.
 
 The 2D biometry networks: :class:`MTLNLoss` (Sobhaninia et al. 2019,
 ``mtln-multitask-linknet-hc.txt``, Eqs. 1-6), :class:`MultiTaskUNetLoss` (Qazi et al.,

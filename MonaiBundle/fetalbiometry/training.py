@@ -2,7 +2,7 @@
 
 Yang X, Wang X, Wang Y, et al. "Hybrid attention for automatic segmentation of whole fetal head
 in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2020
-(``/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.3, 2.5, 3.1.
+(``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.3, 2.5, 3.1.
 
 The configs hold the recipe; these functions keep its variant-dependent choices (loss, inferer)
 and the level-by-level auto-context training readable there.

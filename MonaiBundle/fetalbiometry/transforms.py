@@ -2,7 +2,7 @@
 
 Yang X, Wang X, Wang Y, et al. "Hybrid attention for automatic segmentation of whole fetal head
 in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2020
-(``/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.1 and 3.1.
+(``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.1 and 3.1.
 
 One pipeline serves the bundle configs (``MonaiBundle/configs/*.json``) and
 :mod:`fetalbiometry.inference`; both build it from these functions so that a model always sees
@@ -33,7 +33,7 @@ Training adds the paper's augmentation (Sec. 2.1): flips along the three axes an
 about them (MONAI ``RandFlipd`` and ``Rotate90d(k=2)`` in the config), and
 :class:`RandShadowErasingd`, a zeroed box near the head that mimics an acoustic shadow.
 
-For the 2D MTLN (``/work/shared/papers/mtln-multitask-linknet-hc.txt``, Eq. 5),
+For the 2D MTLN (``shared/papers/mtln-multitask-linknet-hc.txt``, Eq. 5),
 :class:`BoundaryWeightMapd` adds the pixel weight map of its boundary-weighted loss.
 """
 

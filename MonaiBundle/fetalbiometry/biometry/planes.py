@@ -1,7 +1,7 @@
 """Measurements of a segmented standard plane, by plane class: HC (head), AC (abdomen), FL (femur).
 
 Qazi et al., "Multi-Task Learning Approach for Unified Biometric Estimation from Fetal Ultrasound
-Anomaly Scans" (section 2.2, /work/shared/papers/multitask-unet-hc-ac-fl.txt): the network gives a
+Anomaly Scans" (section 2.2, shared/papers/multitask-unet-hc-ac-fl.txt): the network gives a
 plane class and a mask; head and abdomen masks are fitted with an ellipse whose Ramanujan perimeter
 (their Eq. 4) is HC or AC, and femur masks with a rectangle whose long side is FL (see
 :mod:`fetalbiometry.biometry.rectangle` for why the long side rather than the perimeter).

@@ -1,7 +1,7 @@
 """Femur length (FL) from a segmentation, by a minimum-area rectangle.
 
 Qazi et al., "Multi-Task Learning Approach for Unified Biometric Estimation from Fetal
-Ultrasound Anomaly Scans" (section 2.2, /work/shared/papers/multitask-unet-hc-ac-fl.txt),
+Ultrasound Anomaly Scans" (section 2.2, shared/papers/multitask-unet-hc-ac-fl.txt),
 treat the femur as a rectangle: they fit a rectangle to the segmented femur, take its
 length and breadth, and compute the rectangle's perimeter. Their reference femur masks,
 however, are a line of fixed width drawn between the two annotated end points (section

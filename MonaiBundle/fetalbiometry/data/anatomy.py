@@ -8,13 +8,13 @@ scene in the world; :class:`MaternalTissue` fills the rest; :mod:`fetalbiometry.
 renders them through :mod:`fetalbiometry.data.ultrasound`.
 
 - :class:`HeadAnatomy`: the whole fetal head of the 3D paper
-  (/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt, Fig. 1b): skull shell with
+  (shared/papers/3d-whole-head-hybrid-attention-autocontext.txt, Fig. 1b): skull shell with
   sutures and fontanelles, scalp, brain with falx, lateral ventricles, choroid plexus, cavum septi
   pellucidi, thalami, cerebellum and cisterna magna, the face (orbits, maxilla, mandible, nose) with
   a fuzzy surface, neck, trunk and spine; the label is the head above the plane through the lower
   jaw and C2.
 - :class:`HeadSlice`, :class:`AbdomenSlice`, :class:`FemurSlice`: the standard planes of the
-  multi-task paper (/work/shared/papers/multitask-unet-hc-ac-fl.txt): the transthalamic plane (the
+  multi-task paper (shared/papers/multitask-unet-hc-ac-fl.txt): the transthalamic plane (the
   axial section of a :class:`HeadAnatomy`), the abdominal circumference plane and the femur.
 
 Sizes follow the INTERGROWTH-21st fetal growth standards (Papageorghiou et al., Lancet 2014) through

@@ -4,7 +4,7 @@ Users make demo cohorts with them (``fetalbiometry synth``) and the 3D model is 
 each phantom carries its exact label and measurements.
 
 3D (:func:`make_head_volume`) follows the data of the 3D whole-head paper
-(/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt, section 2.1 and Fig. 1): a
+(shared/papers/3d-whole-head-hybrid-attention-autocontext.txt, section 2.1 and Fig. 1): a
 fetal head of 20–31 weeks in free pose (:class:`~fetalbiometry.data.anatomy.HeadAnatomy`), scanned
 by a probe with a 75° scan angle, labelled as the *whole* head (skull, scalp and face: everything
 above the plane through the lower jaw and the cervical spine C2). Rescans (:func:`make_rescans`)
@@ -12,7 +12,7 @@ see the same fetus from other probe directions, like the paper's reproducibility
 per volunteer along predefined directions, section 3).
 
 2D (:func:`make_plane`) gives the standard planes of the multi-task paper
-(/work/shared/papers/multitask-unet-hc-ac-fl.txt): the transthalamic head plane (an axial section of
+(shared/papers/multitask-unet-hc-ac-fl.txt): the transthalamic head plane (an axial section of
 the same 3D head, so HC is the Ramanujan perimeter of the outer skull ellipse, as in HC18), the
 abdominal plane and the femur, in an HC18-like sector image.
 

@@ -2,7 +2,7 @@
 
 A phantom is a scene of tissues with a mean echo level, seen by a curvilinear (sector) probe.
 This module turns that into what a scanner shows, the effects the 3D whole-head paper lists as its
-challenges (/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt, section 1: speckle,
+challenges (shared/papers/3d-whole-head-hybrid-attention-autocontext.txt, section 1: speckle,
 ambiguous boundaries, "long-span shadow occlusion caused by the severe acoustic attenuation on
 skull, particularly in the far field"):
 

@@ -2,7 +2,7 @@
 
 Yang X, Wang X, Wang Y, et al. "Hybrid attention for automatic segmentation of whole fetal head
 in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2020
-(``/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.3-2.4.
+(``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.3-2.4.
 
 Every block takes ``spatial_dims`` so that the same code builds the 3D segmentor and the
 2D-USegNet baseline.

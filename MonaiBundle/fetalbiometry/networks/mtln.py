@@ -2,7 +2,7 @@
 
 Sobhaninia Z, Rafiei S, Emami A, et al. "Fetal ultrasound image segmentation for measuring
 biometric parameters using multi-task deep learning", EMBC 2019
-(``/work/shared/papers/mtln-multitask-linknet-hc.txt``), section II and Fig. 2, on LinkNet
+(``shared/papers/mtln-multitask-linknet-hc.txt``), section II and Fig. 2, on LinkNet
 (Chaurasia A, Culurciello E, "LinkNet: exploiting encoder representations for efficient semantic
 segmentation", VCIP 2017).
 

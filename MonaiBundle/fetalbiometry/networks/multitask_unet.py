@@ -1,7 +1,7 @@
 """The multi-task U-Net: plane classification (head, abdomen, femur) and structure segmentation.
 
 Qazi MA, Alam MT, Almakky I, et al. "Multi-Task Learning Approach for Unified Biometric
-Estimation from Fetal Ultrasound Anomaly Scans" (``/work/shared/papers/multitask-unet-hc-ac-fl.txt``),
+Estimation from Fetal Ultrasound Anomaly Scans" (``shared/papers/multitask-unet-hc-ac-fl.txt``),
 sections 2 and 2.1, Fig. 1. The loss is :class:`fetalbiometry.losses.MultiTaskUNetLoss`; the
 predicted class selects the measurement (:func:`fetalbiometry.biometry.measure_plane`).
 """

@@ -1,7 +1,7 @@
 """Regression CNNs that predict the head circumference directly, without segmentation.
 
 Zhang J, Petitjean C, Lopez P, Ainouz S. "Direct estimation of fetal head circumference from
-ultrasound images based on regression CNN", MIDL 2020 (``/work/shared/papers/regression-cnn-hc.txt``).
+ultrasound images based on regression CNN", MIDL 2020 (``shared/papers/regression-cnn-hc.txt``).
 
 Two changes turn a classification CNN into a regressor: a last layer that is linear with one
 output, and a regression loss (:func:`fetalbiometry.losses.regression_loss`: MSE, MAE or Huber with

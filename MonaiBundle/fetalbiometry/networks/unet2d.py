@@ -1,7 +1,7 @@
 """The plain 2D U-Net baseline for HC18: segment the head, then fit an ellipse.
 
 Nguyen VT, "Machine Learning in Medicine: Practice 2 (Fetal Head Segmentation)"
-(``/work/shared/papers/unet-hc18-practice-report.txt``): a U-Net (Ronneberger et al., MICCAI 2015)
+(``shared/papers/unet-hc18-practice-report.txt``): a U-Net (Ronneberger et al., MICCAI 2015)
 on HC18 reaching a Dice of 89.7 %. The report gives no widths or training details, so this is
 MONAI's :class:`~monai.networks.nets.BasicUNet` (4 poolings, two 3x3 Conv-BN-ReLU per level,
 transposed-convolution up-sampling) with the widths of the original U-Net. The HC comes from the

@@ -2,7 +2,7 @@
 
 Yang X, Wang X, Wang Y, et al. "Hybrid attention for automatic segmentation of whole fetal head
 in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2020
-(``/work/shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sec. 3.2.
+(``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sec. 3.2.
 
 Table 2 names its ablations "SAM-1", "SAM-12", "UAM-1", "UAM-12" (all USegNet-DS with the
 listed attention modules); the models with all three modules are Table 1's "USegNet-DS-SAM" and
