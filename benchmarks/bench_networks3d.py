@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown, end="")
     if args.out is not None:
         with atomic_output(args.out) as temporary:
-            temporary.write_text(markdown)
+            temporary.write_text(markdown, encoding="utf-8")
     return 0
 
 

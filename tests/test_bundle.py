@@ -75,11 +75,11 @@ def test_metadata_verifies_offline_against_the_local_schema(monkeypatch, tmp_pat
     monkeypatch.setattr(socket, "create_connection", no_network)
     verify_metadata(meta_file=str(META), filepath=str(SCHEMA))
 
-    metadata = json.loads(META.read_text())
+    metadata = json.loads(META.read_text(encoding="utf-8"))
     assert metadata["schema"] == OFFICIAL_SCHEMA_URL
     assert metadata["required_packages_version"] == metadata["optional_packages_version"]
     assert metadata["model_sha256"].keys() == {"models/model.pt"}
-    assert "RECONSTRUCTION" in json.loads(SCHEMA.read_text())["description"]
+    assert "RECONSTRUCTION" in json.loads(SCHEMA.read_text(encoding="utf-8"))["description"]
 
     broken = dict(metadata)
     del broken["version"]
@@ -177,13 +177,13 @@ def test_training_evaluation_and_inference_commands(tmp_path) -> None:
     )  # fmt: skip
     with open(eval_dir / "metrics.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
-    test_seed = json.loads((CONFIGS / "evaluate.json").read_text())["test_seed"]
+    test_seed = json.loads((CONFIGS / "evaluate.json").read_text(encoding="utf-8"))["test_seed"]
     assert row["case"] == f"phantom-{test_seed}"  # held-out phantoms: seeds far from training and validation
     truth = make_head_volume(seed=test_seed, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, probe_direction=0).truth
     assert float(row["volume_ref_ml"]) == pytest.approx(truth["volume_ml"], rel=1e-4)  # full resolution, real spacing
     dsc = float(row["dice"])
     assert 0.0 <= dsc <= 1.0 and float(row["jaccard"]) == pytest.approx(dsc / (2.0 - dsc), rel=1e-4, abs=1e-6)
-    summary = json.loads((eval_dir / "metrics_summary.json").read_text())
+    summary = json.loads((eval_dir / "metrics_summary.json").read_text(encoding="utf-8"))
     assert summary["n_cases"] == 1 and summary["metrics"]["dice"]["mean"] == pytest.approx(dsc, rel=1e-4)
 
     inputs, outputs = tmp_path / "inputs", tmp_path / "outputs"

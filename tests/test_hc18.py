@@ -108,7 +108,7 @@ def test_submission_round_trip(tmp_path):
         "001_2HC.png": Ellipse(1 / 3, 2 / 7, math.pi, math.e, 0.0),
     }
     path = hc18.write_submission(tmp_path / "submission.csv", ellipses)
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "filename,center_x_mm,center_y_mm,semi_axes_a_mm,semi_axes_b_mm,angle_rad"
     assert lines[2] == "001_HC.png,,,,,"
     assert hc18.read_submission(path) == ellipses

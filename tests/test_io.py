@@ -212,7 +212,7 @@ def test_atomic_output_replaces_and_moves_companions(tmp_path):
     target.write_text("old")
     with atomic_output(target) as temporary:
         temporary.write_text("new")
-    assert target.read_text() == "new"
+    assert target.read_text(encoding="utf-8") == "new"
     write_image(sitk.Image(4, 4, 2, sitk.sitkUInt8), tmp_path / "sub" / "volume.mhd")
     assert sorted(os.listdir(tmp_path / "sub")) == ["volume.mhd", "volume.zraw"]
     assert read_image(tmp_path / "sub" / "volume.mhd").GetSize() == (4, 4, 2)
@@ -234,7 +234,7 @@ def test_dicom_series_overwrite_narrowing_and_refusals(tmp_path):
     (folder / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="not a folder of .dcm files"):
         write_image(labels, folder)
-    assert (folder / "notes.txt").read_text() == "keep me"
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
     mixed = tmp_path / "mixed"
     write_image(sitk.Image(4, 4, 2, sitk.sitkUInt8), tmp_path / "other")

@@ -45,7 +45,7 @@ def _bundle_env() -> dict[str, str]:
 def _alive(pid: int) -> bool:
     """True if ``pid`` runs; a zombie (dead, not yet reaped by its parent) counts as gone. Linux only."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
@@ -253,7 +253,7 @@ def test_bundle_is_found_in_source_tree_and_installed_layout(tmp_path):
 
 
 def test_pip_requirements_match_pyproject():
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
     by_name = {re.split(r"[<>=!~ ]", spec, maxsplit=1)[0].lower(): spec for spec in declared}
     # Slicer ships numpy and SimpleITK; PyTorch comes from the PyTorch extension.
     assert by_name.pop("torch") == "torch" + process.TORCH_REQUIREMENT
@@ -436,7 +436,7 @@ def test_study_outputs(tmp_path):
 
 
 def _module_tree() -> ast.Module:
-    return ast.parse(MODULE_FILE.read_text())
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
 
 
 def _ui_widgets() -> dict[str, ET.Element]:
@@ -485,7 +485,7 @@ def _cmake_list(text: str, variable: str, module_name: str) -> list[str]:
 
 
 def test_module_cmake_lists_every_file_the_module_needs():
-    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     module_name = re.search(r"set\(MODULE_NAME (\w+)\)", text).group(1)
     assert module_name == "FetalHeadSeg"
     scripts = _cmake_list(text, "MODULE_PYTHON_SCRIPTS", module_name)
@@ -500,9 +500,9 @@ def test_module_cmake_lists_every_file_the_module_needs():
     # The whole bundle ships next to the module.
     assert 'GLOB_RECURSE _bundle_files' in text and '"${CMAKE_CURRENT_SOURCE_DIR}/../MonaiBundle"' in text
     assert (REPO / "MonaiBundle" / "fetalbiometry" / "cli.py").is_file()
-    testing = (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text()
+    testing = (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "add_subdirectory(Python)" in testing
-    unittest = (MODULE_DIR / "Testing" / "Python" / "CMakeLists.txt").read_text()
+    unittest = (MODULE_DIR / "Testing" / "Python" / "CMakeLists.txt").read_text(encoding="utf-8")
     script = re.search(r"slicer_add_python_unittest\(SCRIPT (\S+)\)", unittest).group(1)
     assert (MODULE_DIR / "Testing" / "Python" / script.replace("${CMAKE_CURRENT_SOURCE_DIR}/", "").replace(
         "${MODULE_NAME}", module_name
@@ -510,7 +510,7 @@ def test_module_cmake_lists_every_file_the_module_needs():
 
 
 def test_extension_cmake():
-    text = (REPO / "CMakeLists.txt").read_text()
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     for required in (
         "project(FetalHeadSeg)",
         'set(EXTENSION_CATEGORY "Segmentation")',
@@ -556,11 +556,12 @@ def test_cmake_installs_the_bundle_next_to_the_module(tmp_path):
     (stub / "UseSlicer.cmake").write_text(_STUB_USE_SLICER)
     (stub / "Empty.cmake").write_text("")
     build, prefix = tmp_path / "build", tmp_path / "install"
-    bundle_files = {
-        p.relative_to(REPO / "MonaiBundle")
-        for p in (REPO / "MonaiBundle").rglob("*")
-        if p.is_file() and not any(part == "__pycache__" or part.endswith(".egg-info") for part in p.parts) and p.suffix != ".pyc"
-    }
+    def ships(path: Path) -> bool:  # local training runs and build leftovers stay behind
+        parts = path.relative_to(REPO / "MonaiBundle").parts
+        leftover = any(part == "__pycache__" or part.endswith(".egg-info") for part in parts) or path.suffix == ".pyc"
+        return path.is_file() and parts[0] != "runs" and not leftover
+
+    bundle_files = {p.relative_to(REPO / "MonaiBundle") for p in (REPO / "MonaiBundle").rglob("*") if ships(p)}
 
     def cmake(*args: str) -> None:
         run = subprocess.run(["cmake", *args], capture_output=True, encoding="utf-8", timeout=120)
@@ -575,6 +576,7 @@ def test_cmake_installs_the_bundle_next_to_the_module(tmp_path):
         copied = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
         assert bundle_files <= copied
         assert not any(part == "__pycache__" or part.endswith(".egg-info") for p in copied for part in p.parts)
+        assert not any(p.parts[0] == "runs" for p in copied)
     assert (prefix / modules / "MonaiBundle" / "fetalbiometry" / "cli.py").is_file()
 
 

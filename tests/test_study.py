@@ -178,7 +178,7 @@ def test_study_outputs_and_hand_computed_volumes(cohort: Path, tmp_path: Path):
     # s2: 0.216, 0.216, 0.512 -> mean 0.3146667, sample SD sqrt((2 * 0.0986667^2 + 0.1973333^2) / 2)
     assert float(subjects["s2"]["sd_volume_ml"]) == pytest.approx(0.17089567968012923)
 
-    document = json.loads((out / "summary.json").read_text())
+    document = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert document["counts"] == {"volumes": 6, "ok": 6, "failed": 0, "subjects": 2}
     assert document["reproducibility"]["mean_sd_ml"] == pytest.approx((0.6119346370324203 + 0.17089567968012923) / 2)
     assert document["reproducibility"]["max_sd_ml"] == pytest.approx(0.6119346370324203)
@@ -190,7 +190,7 @@ def test_study_outputs_and_hand_computed_volumes(cohort: Path, tmp_path: Path):
 
     for figure in ("bland_altman.png", "correlation.png", "subject_volumes.png", "montage.png"):
         assert (out / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = (out / "report.html").read_text()
+    report = (out / "report.html").read_text(encoding="utf-8")
     assert report.count("data:image/png;base64,") == 4 and "</html>" in report
 
 
@@ -213,7 +213,7 @@ def test_corrupt_volume_and_bad_reference_fail_alone(cohort: Path, tmp_path: Pat
     assert float(rows[7]["volume_ml"]) == pytest.approx(0.216)  # measured before the comparison failed
     assert all((out / r["label"]).is_file() for r in rows[:6])
     assert (summary.n_ok, summary.n_failed, summary.n_subjects) == (6, 2, 2)
-    report = (out / "report.html").read_text()
+    report = (out / "report.html").read_text(encoding="utf-8")
     assert "&lt;b&gt;&amp;s3" in report and "<b>&s3" not in report
     assert report.count('class="failed"') == 2
 
@@ -242,8 +242,8 @@ def test_resume_does_not_redo_finished_volumes(cohort: Path, tmp_path: Path):
 
     fresh = tmp_path / "fresh"
     run_study(cohort, fresh, segmenter=ThresholdSegmenter())
-    assert (out / "volumes.csv").read_text() == (fresh / "volumes.csv").read_text()
-    assert (out / "summary.json").read_text() == (fresh / "summary.json").read_text()
+    assert (out / "volumes.csv").read_text(encoding="utf-8") == (fresh / "volumes.csv").read_text(encoding="utf-8")
+    assert (out / "summary.json").read_text(encoding="utf-8") == (fresh / "summary.json").read_text(encoding="utf-8")
 
 
 # --- torchrun: 2 processes (gloo, CPU) equal 1 process, with the real Segmenter ---------------
@@ -296,6 +296,6 @@ def test_torchrun_two_processes_equal_one_process(cohort: Path, model_file: Path
     # seeded random weights may label nothing (EmptyMaskError); any other failure is a bug
     assert all(row["status"] == "ok" or row["error"].startswith("EmptyMaskError") for row in rows), rows
     for name in ("volumes.csv", "subjects.csv", "summary.json"):
-        assert (sharded / name).read_text() == (single / name).read_text(), name
+        assert (sharded / name).read_text(encoding="utf-8") == (single / name).read_text(encoding="utf-8"), name
     assert not list(sharded.glob("volumes.rank*.csv"))  # per-rank checkpoints merged and removed
     assert "volumes:" in result.stdout  # rank 0 printed the summary

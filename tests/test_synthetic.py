@@ -270,7 +270,7 @@ def test_write_3d_cohort_with_rescans(tmp_path):
     check_same_grid(image, read_image(records[0].label))
     assert image.GetSpacing() == pytest.approx((2.6, 2.6, 2.6))
 
-    datalist = json.loads((tmp_path / "datalist.json").read_text())
+    datalist = json.loads((tmp_path / "datalist.json").read_text(encoding="utf-8"))
     assert datalist["numTraining"] == 4
     for entry in datalist["training"]:
         assert not entry["image"].startswith("/") and (tmp_path / entry["image"]).is_file()

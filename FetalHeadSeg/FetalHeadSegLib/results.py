@@ -98,12 +98,10 @@ def _foreground(label: sitk.Image) -> sitk.Image:
 
 
 def head_volume_ml(label: sitk.Image | PathLike) -> float:
-    """Volume of the voxels > 0 of a label image, in mL (:func:`fetalbiometry.metrics.volume_ml`)."""
-    from fetalbiometry.io import array_spacing
-    from fetalbiometry.metrics import volume_ml
+    """Volume of the voxels > 0 of a label image, in mL (:func:`fetalbiometry.metrics.label_volume_ml`)."""
+    from fetalbiometry.metrics import label_volume_ml
 
-    mask = _foreground(_read(label))
-    return volume_ml(sitk.GetArrayViewFromImage(mask).astype(bool), array_spacing(mask))
+    return label_volume_ml(_read(label))
 
 
 def resample_to_reference(label: sitk.Image, reference: sitk.Image) -> sitk.Image:

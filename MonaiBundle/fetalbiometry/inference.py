@@ -83,7 +83,7 @@ def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
 
 def expected_checksum(bundle_root: Path, relative_path: str) -> str | None:
     """The SHA-256 that ``metadata.json`` records for a shipped file, if any."""
-    metadata = json.loads((bundle_root / "configs" / "metadata.json").read_text())
+    metadata = json.loads((bundle_root / "configs" / "metadata.json").read_text(encoding="utf-8"))
     return metadata.get("model_sha256", {}).get(relative_path) or None
 
 

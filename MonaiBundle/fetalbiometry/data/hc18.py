@@ -142,7 +142,7 @@ def read_records(csv_path: str | Path, image_dir: str | Path | None = None) -> l
     image_dir = csv_path.parent if image_dir is None else Path(image_dir)
     if not csv_path.is_file():
         raise InputError(f"HC18 CSV not found: {csv_path}")
-    with csv_path.open(newline="") as handle:
+    with csv_path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     header = [column.strip() for column in rows[0]] if rows else []
     if header not in (["filename", _PIXEL_SIZE_COLUMN], ["filename", _PIXEL_SIZE_COLUMN, _HC_COLUMN]):
@@ -240,7 +240,7 @@ def write_submission(path: str | Path, ellipses_mm: Mapping[str, Ellipse | None]
         The path written.
     """
     path = Path(path)
-    with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(SUBMISSION_COLUMNS)
         for filename, ellipse in ellipses_mm.items():
@@ -264,7 +264,7 @@ def read_submission(path: str | Path) -> dict[str, Ellipse | None]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"submission CSV not found: {path}")
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     header = tuple(column.strip() for column in rows[0]) if rows else ()
     if header != SUBMISSION_COLUMNS:

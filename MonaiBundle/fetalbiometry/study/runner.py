@@ -18,8 +18,8 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from fetalbiometry.errors import EmptyMaskError, FetalBiometryError
-from fetalbiometry.io import array_spacing, check_dimension, check_same_grid, read_image, write_image
-from fetalbiometry.metrics import evaluate_images, volume_ml
+from fetalbiometry.io import check_dimension, check_same_grid, read_image, write_image
+from fetalbiometry.metrics import evaluate_images, label_volume_ml
 from fetalbiometry.study.manifest import ManifestRow
 from fetalbiometry.study.tables import (
     REFERENCE_METRICS,
@@ -94,9 +94,8 @@ def segment_row(row: ManifestRow, segmenter: Segmenter, out_dir: Path) -> Volume
         relative = Path(LABELS_FOLDER) / label_filename(row)
         write_image(label, out_dir / relative)
         results["label"] = relative.as_posix()
-        mask = sitk.GetArrayViewFromImage(label) > 0
-        results["volume_ml"] = volume_ml(mask, array_spacing(label))
-        if not mask.any():
+        results["volume_ml"] = label_volume_ml(label)
+        if results["volume_ml"] == 0.0:
             raise EmptyMaskError(f"the segmentation of {row.image} is empty")
         if row.reference_path is not None:
             metrics = evaluate_images(label, read_image(row.reference_path))
