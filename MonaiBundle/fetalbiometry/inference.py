@@ -65,7 +65,6 @@ class BundleModel:
     network: nn.Module
     downscale_factor: float
     inferer: Inferer
-    variant: str
 
 
 def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
@@ -77,7 +76,6 @@ def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
         network=parser.get_parsed_content("network_def"),
         downscale_factor=float(parser.get_parsed_content("downscale_factor")),
         inferer=parser.get_parsed_content("inferer"),
-        variant=str(parser.get_parsed_content("variant")),
     )
 
 
