@@ -59,11 +59,13 @@ class Width:
     features: tuple[int, ...]
     attention_channels: int
     attention_out_channels: int
+    convs_after_attention: bool = True
 
     def describe(self) -> str:
+        layout = "" if self.convs_after_attention else ", no convolutions after the UAMs (authors' layout)"
         return (
             f"features {self.features}, attention {self.attention_channels} -> "
-            f"{self.attention_out_channels} channels"
+            f"{self.attention_out_channels} channels{layout}"
         )
 
 
@@ -101,6 +103,7 @@ def bundle_width() -> Width:
         features=tuple(int(f) for f in parser.get_parsed_content("features")),
         attention_channels=int(parser.get_parsed_content("attention_channels")),
         attention_out_channels=int(parser.get_parsed_content("attention_out_channels")),
+        convs_after_attention=bool(parser.get_parsed_content("convs_after_attention")),
     )
 
 
@@ -147,6 +150,7 @@ def _build(network: str, width: Width):
         features=width.features,
         attention_channels=width.attention_channels,
         attention_out_channels=width.attention_out_channels,
+        convs_after_attention=width.convs_after_attention,
     )
     return model, make_inferer(spec.patch_size, spec.sliding_window_overlap), 2 ** (len(width.features) - 1)
 
@@ -279,6 +283,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--attention-channels", type=int, default=None, help="default: the bundle's")
     parser.add_argument("--attention-out-channels", type=int, default=None, help="default: the bundle's")
+    parser.add_argument(
+        "--authors-decoder",
+        action="store_true",
+        help="no convolutions after the UAMs, as in the authors' released code (convs_after_attention=False)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed passes after the warm-up (median)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each child")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT")
@@ -294,15 +303,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _width(args: argparse.Namespace) -> Width:
-    if args.paper_width:
-        return Width(PAPER_FEATURES, PAPER_ATTENTION_CHANNELS, PAPER_ATTENTION_OUT_CHANNELS)
     shipped = bundle_width()
+    convs_after_attention = shipped.convs_after_attention and not args.authors_decoder
+    if args.paper_width:
+        return Width(PAPER_FEATURES, PAPER_ATTENTION_CHANNELS, PAPER_ATTENTION_OUT_CHANNELS, convs_after_attention)
     return Width(
         features=tuple(args.features) if args.features else shipped.features,
         attention_channels=shipped.attention_channels if args.attention_channels is None else args.attention_channels,
         attention_out_channels=(
             shipped.attention_out_channels if args.attention_out_channels is None else args.attention_out_channels
         ),
+        convs_after_attention=convs_after_attention,
     )
 
 

@@ -221,3 +221,26 @@ def test_torchscript_and_onnx_match_eager(tmp_path) -> None:
     (logits,) = session.run(None, {"image": other.numpy()})
     assert logits.shape == expected.shape
     assert abs(logits - expected).max() < 1e-4
+
+
+def test_authors_decoder_layout_ends_each_level_with_its_uam():
+    """convs_after_attention=False: the UAM is the level's only fusion (authors' released code)."""
+    net = USegNet(
+        features=(8, 16, 16, 16),
+        deep_supervision=True,
+        uam_levels=(1, 2, 3),
+        sam_levels=(1, 2, 3),
+        attention_out_channels=12,
+        attention_channels=8,
+        convs_after_attention=False,
+    )
+    assert all(isinstance(level.convs, nn.Identity) and level.out_channels == 12 for level in net.decoder)
+    assert net.output_head.conv.in_channels == 12
+    assert [head.conv.in_channels for head in net.aux_heads] == [12, 12]
+    net.train()
+    outputs = net(torch.randn(1, 1, 16, 16, 16))
+    assert [tuple(output.shape[2:]) for output in outputs] == [(16, 16, 16), (8, 8, 8), (4, 4, 4)]
+    # without a UAM the level keeps its convolutions and its width whatever the switch says
+    partial = USegNet(features=(8, 16, 16, 16), uam_levels=(1,), convs_after_attention=False, attention_out_channels=12)
+    assert [level.out_channels for level in partial.decoder] == [12, 16, 8]
+    assert partial.decoder[1].upconv.conv.in_channels == 12  # the next level takes the UAM's width

@@ -40,7 +40,9 @@ __all__ = [
     "HC18Record",
     "outline_to_mask",
     "read_annotation",
+    "read_frame",
     "read_outline",
+    "read_pixel_sizes",
     "read_records",
     "read_submission",
     "split_by_subject",
@@ -124,6 +126,41 @@ def _positive_float(text: str, what: str, where: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class _CSVRow:
+    where: str
+    filename: str
+    pixel_size_mm: float
+    hc_mm: float | None
+
+
+def _read_csv_rows(csv_path: Path) -> list[_CSVRow]:
+    """The checked rows of an HC18 CSV (training or test layout), in file order."""
+    if not csv_path.is_file():
+        raise InputError(f"HC18 CSV not found: {csv_path}")
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header = [column.strip() for column in rows[0]] if rows else []
+    if header not in (["filename", _PIXEL_SIZE_COLUMN], ["filename", _PIXEL_SIZE_COLUMN, _HC_COLUMN]):
+        raise InputError(f"{csv_path}: unexpected header {header}")
+    checked = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise InputError(f"{csv_path}:{line}: expected {len(header)} columns, got {len(row)}")
+        where = f"{csv_path}:{line}"
+        checked.append(
+            _CSVRow(
+                where=where,
+                filename=row[0].strip(),
+                pixel_size_mm=_positive_float(row[1], "pixel size", where),
+                hc_mm=_positive_float(row[2], "head circumference", where) if len(row) == 3 else None,
+            )
+        )
+    return checked
+
+
 def read_records(csv_path: str | Path, image_dir: str | Path | None = None) -> list[HC18Record]:
     """Read an HC18 CSV: the training one (with HC) or the test one (without).
 
@@ -140,36 +177,47 @@ def read_records(csv_path: str | Path, image_dir: str | Path | None = None) -> l
     """
     csv_path = Path(csv_path)
     image_dir = csv_path.parent if image_dir is None else Path(image_dir)
-    if not csv_path.is_file():
-        raise InputError(f"HC18 CSV not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    header = [column.strip() for column in rows[0]] if rows else []
-    if header not in (["filename", _PIXEL_SIZE_COLUMN], ["filename", _PIXEL_SIZE_COLUMN, _HC_COLUMN]):
-        raise InputError(f"{csv_path}: unexpected header {header}")
     records = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise InputError(f"{csv_path}:{line}: expected {len(header)} columns, got {len(row)}")
-        where = f"{csv_path}:{line}"
-        filename = row[0].strip()
-        image_path = image_dir / filename
+    for row in _read_csv_rows(csv_path):
+        image_path = image_dir / row.filename
         if not image_path.is_file():
-            raise InputError(f"{where}: image not found: {image_path}")
+            raise InputError(f"{row.where}: image not found: {image_path}")
         annotation_path = image_path.with_name(image_path.stem + "_Annotation.png")
         records.append(
             HC18Record(
-                filename=filename,
+                filename=row.filename,
                 image_path=image_path,
                 annotation_path=annotation_path if annotation_path.is_file() else None,
-                pixel_size_mm=_positive_float(row[1], "pixel size", where),
-                hc_mm=_positive_float(row[2], "head circumference", where) if len(row) == 3 else None,
-                subject_id=subject_id(filename),
+                pixel_size_mm=row.pixel_size_mm,
+                hc_mm=row.hc_mm,
+                subject_id=subject_id(row.filename),
             )
         )
     return records
+
+
+def read_pixel_sizes(csv_path: str | Path) -> dict[str, float]:
+    """The pixel size of every image an HC18 CSV lists (training or test layout).
+
+    Unlike :func:`read_records`, the images need not exist nor follow the HC18 naming: a batch
+    command reports a missing image as its own row's failure.
+
+    Args:
+        csv_path: a CSV with the header ``filename,pixel size(mm)`` (optionally
+            ``,head circumference (mm)``).
+
+    Returns:
+        filename → pixel size in mm, in file order.
+
+    Raises:
+        InputError: missing file, unexpected header, bad value or a filename listed twice.
+    """
+    pixel_sizes: dict[str, float] = {}
+    for row in _read_csv_rows(Path(csv_path)):
+        if row.filename in pixel_sizes:
+            raise InputError(f"{row.where}: {row.filename} is listed twice")
+        pixel_sizes[row.filename] = row.pixel_size_mm
+    return pixel_sizes
 
 
 def training_records(root: str | Path) -> list[HC18Record]:
@@ -207,6 +255,18 @@ def outline_to_mask(outline: np.ndarray) -> np.ndarray:
         Boolean mask of the outline's shape.
     """
     return ellipse_to_mask(fit_ellipse_to_outline(outline), outline.shape)
+
+
+def read_frame(record: HC18Record) -> np.ndarray:
+    """The record's image as a 2D uint8 array (rows, columns).
+
+    Raises:
+        InputError: the image cannot be read.
+    """
+    frame = cv2.imread(str(record.image_path), cv2.IMREAD_GRAYSCALE)
+    if frame is None:
+        raise InputError(f"cannot read image: {record.image_path}")
+    return frame
 
 
 def read_annotation(record: HC18Record) -> HC18Annotation:

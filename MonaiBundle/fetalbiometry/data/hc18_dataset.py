@@ -1,24 +1,33 @@
-"""HC18 images as training samples for the 2D networks, with the MTLN augmentation.
+"""Standard-plane frames as training samples for the 2D networks, with the MTLN augmentation.
 
-A sample (:func:`make_plane_sample`) is a dict:
+A frame's reference is its structure (:data:`PlaneStructure`): the head or abdomen ellipse, or
+the femur's bar (a :class:`~fetalbiometry.biometry.Rectangle` between the two end points). A sample
+(:func:`make_plane_sample`) is a dict:
 
 - ``"image"``: float32 (1, H, W), intensities / 255, the frame scaled to fit ``spatial_size``
   with its aspect kept and zero-padded at the bottom and right (letterbox);
-- ``"label"``: float32 (1, H, W), the filled reference ellipse (1 = head) on that grid;
+- ``"label"``: float32 (1, H, W), the filled reference structure (1 = head, abdomen or femur) on
+  that grid;
 - ``"ellipse"``: float32 (5,), the ellipse normalised for the MTLN's Ellipse Tuner
-  (:func:`fetalbiometry.networks.mtln.encode_ellipse`);
-- ``"hc_px"``: the reference HC in pixels of the sample grid (Ramanujan perimeter), the regression
-  CNNs' target before division by the training set's maximum;
-- ``"hc_mm"``: the reference HC in mm (the CSV value for HC18);
+  (:func:`fetalbiometry.networks.mtln.encode_ellipse`); for a femur, the ellipse inscribed in
+  its bar;
+- ``"hc_px"``: the reference measurement in pixels of the sample grid: the HC (Ramanujan
+  perimeter), the regression CNNs' target before division by the training set's maximum; for
+  the other planes of the multi-task U-Net the AC, or the FL (the bar's length). The key names
+  follow HC18, where every frame is a head;
+- ``"hc_mm"``: the reference measurement in mm (the CSV value for HC18);
 - ``"pixel_size"``: side of a square pixel of the sample grid, mm (the original size divided by
-  the scale), so that ``hc_px * pixel_size`` is the HC in mm;
+  the scale), so that ``hc_px * pixel_size`` is the measurement in mm;
+- ``"plane"``: int64, the plane's index in :data:`~fetalbiometry.biometry.PLANE_CLASSES`
+  (0 = head for HC18), the multi-task U-Net's class target;
 - ``"filename"``, ``"augmentation"``: where it comes from.
 
 Scaling keeps the aspect so that pixels stay square and one pixel size converts every length:
 an 800 x 540 frame is scaled by 160/540 to 237 x 160 and padded to the default 256 x 160, a
 multiple of 32 for the MTLN's five halvings. (The regression paper stretched its frames to
 224 x 224; here they are letterboxed to any ``spatial_size``, e.g. (224, 224).) The label is the
-reference ellipse mapped exactly through the scaling and augmentation, then rasterised.
+reference structure mapped exactly through the scaling and augmentation (both similarities: one
+scale, rotations and flips), then rasterised.
 
 MTLN augmentation (Sobhaninia et al. 2019, ``mtln-multitask-linknet-hc.txt``, section III.B):
 "horizontal and vertical flipping, as well as using fixed rotations from -60 to 60 in steps of
@@ -27,6 +36,8 @@ complete fetal head", 999 images becoming 8823: each image, its two flips and it
 (±20°, ±40°, ±60°; 9 x 999 = 8991) less those whose head left the image.
 :data:`MTLN_AUGMENTATIONS` lists the nine; :func:`augmentations_keeping_head` drops, offline,
 those that move the head (further) out of the image, judged on the exact transformed ellipse.
+:class:`PlaneSampleDataset` does this for any annotated frames (:class:`AnnotatedPlane`: a user's
+datalist, :mod:`fetalbiometry.data.plane_dataset`); :class:`HC18PlaneDataset` for HC18 records.
 
 Usage, split by subject (no subject in both parts)::
 
@@ -44,7 +55,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -52,8 +64,9 @@ from monai.data import Dataset
 from monai.transforms import apply_transform
 
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_to_mask
-from fetalbiometry.biometry.planes import ellipse_overhang
-from fetalbiometry.data.hc18 import HC18Record, read_annotation
+from fetalbiometry.biometry.planes import PLANE_CLASSES, ellipse_overhang
+from fetalbiometry.biometry.rectangle import Rectangle, rectangle_to_mask
+from fetalbiometry.data.hc18 import HC18Record, read_annotation, read_frame
 from fetalbiometry.errors import InputError
 from fetalbiometry.networks.mtln import encode_ellipse
 
@@ -61,14 +74,26 @@ __all__ = [
     "DEFAULT_SPATIAL_SIZE",
     "IDENTITY",
     "MTLN_AUGMENTATIONS",
+    "AnnotatedPlane",
     "HC18PlaneDataset",
     "PlaneAugmentation",
+    "PlaneSampleDataset",
+    "PlaneStructure",
     "affine_ellipse",
+    "affine_rectangle",
+    "affine_structure",
     "augmentations_keeping_head",
+    "hc18_plane",
     "letterbox",
     "letterbox_matrix",
     "make_plane_sample",
+    "measured_length",
+    "structure_overhang",
+    "structure_to_mask",
 ]
+
+PlaneStructure = Union[Ellipse, Rectangle]
+"""A frame's reference structure: the head or abdomen ellipse, or the femur's bar, in pixels."""
 
 DEFAULT_SPATIAL_SIZE = (160, 256)
 """(rows, columns) of the samples: HC18's 540 x 800 scaled by 160/540, padded to multiples of 32."""
@@ -102,6 +127,75 @@ def affine_ellipse(ellipse: Ellipse, matrix: np.ndarray) -> Ellipse:
     cx, cy = linear @ np.array([ellipse.cx, ellipse.cy]) + offset
     angle = math.atan2(u[1, 0], u[0, 0])
     return Ellipse(float(cx), float(cy), float(singular[0]), float(singular[1]), angle).normalized()
+
+
+def affine_rectangle(rectangle: Rectangle, matrix: np.ndarray) -> Rectangle:
+    """The image of a rectangle under a similarity of the plane (exact).
+
+    A similarity (one scale s, a rotation, possibly a flip, a translation: the letterbox and the
+    MTLN augmentations) maps the rectangle to the rectangle with centre ``A c + t``, sides times
+    s, its long side along ``A (cos θ, sin θ)``. Other affine maps shear it into a parallelogram.
+
+    Args:
+        rectangle: rectangle in pixels (x = column, y = row).
+        matrix: 2 x 3 affine matrix ``[A | t]`` acting on (x, y) (or its 3 x 3 homogeneous form).
+
+    Returns:
+        the mapped rectangle, its angle in [0, π).
+
+    Raises:
+        ValueError: ``matrix`` is not a similarity.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)[:2]
+    linear, offset = matrix[:, :2], matrix[:, 2]
+    scale = math.sqrt(abs(np.linalg.det(linear)))
+    if not np.allclose(linear.T @ linear, scale**2 * np.eye(2), rtol=1e-9, atol=1e-12):
+        raise ValueError("a rectangle stays a rectangle only under a similarity (scale, rotation, flip)")
+    direction = linear @ np.array([math.cos(rectangle.angle), math.sin(rectangle.angle)])
+    cx, cy = linear @ np.asarray(rectangle.center, dtype=np.float64) + offset
+    angle = math.atan2(direction[1], direction[0]) % math.pi
+    return Rectangle((float(cx), float(cy)), scale * rectangle.length, scale * rectangle.width, angle)
+
+
+def affine_structure(structure: PlaneStructure, matrix: np.ndarray) -> PlaneStructure:
+    """The image of a structure under an affine map (:func:`affine_ellipse`, :func:`affine_rectangle`)."""
+    if isinstance(structure, Rectangle):
+        return affine_rectangle(structure, matrix)
+    return affine_ellipse(structure, matrix)
+
+
+def structure_to_mask(structure: PlaneStructure, shape: Sequence[int]) -> np.ndarray:
+    """Rasterise a structure: the pixels of ``shape`` (rows, columns) whose centres lie in it."""
+    if isinstance(structure, Rectangle):
+        return rectangle_to_mask(structure, tuple(shape))
+    return ellipse_to_mask(structure, tuple(shape))
+
+
+def structure_overhang(structure: PlaneStructure, shape: Sequence[int]) -> float:
+    """How far (pixels) a structure runs out of an image of ``shape``; zero or negative inside.
+
+    As :func:`~fetalbiometry.biometry.ellipse_overhang` (the image spans the pixel edges
+    −0.5 … size − 0.5), for a rectangle by its corners.
+    """
+    if not isinstance(structure, Rectangle):
+        return ellipse_overhang(structure, shape)
+    rows, columns = shape
+    x, y = structure.corners.T
+    return float(max(-0.5 - x.min(), -0.5 - y.min(), x.max() - (columns - 0.5), y.max() - (rows - 0.5)))
+
+
+def measured_length(structure: PlaneStructure) -> float:
+    """What the plane's biometry measures, in pixels: an ellipse's Ramanujan perimeter (HC, AC), a femur bar's length (FL)."""
+    if isinstance(structure, Rectangle):
+        return structure.length
+    return structure.circumference
+
+
+def _tuner_ellipse(structure: PlaneStructure) -> Ellipse:
+    """The ellipse of a structure for the Ellipse Tuner's target: itself, or inscribed in a femur bar."""
+    if isinstance(structure, Rectangle):
+        return Ellipse(*structure.center, 0.5 * structure.length, 0.5 * structure.width, structure.angle)
+    return structure
 
 
 def letterbox_matrix(shape: Sequence[int], spatial_size: Sequence[int]) -> tuple[np.ndarray, float]:
@@ -186,85 +280,191 @@ MTLN_AUGMENTATIONS: tuple[PlaneAugmentation, ...] = (
 
 
 def augmentations_keeping_head(
-    ellipse: Ellipse, shape: Sequence[int], augmentations: Sequence[PlaneAugmentation] = MTLN_AUGMENTATIONS
+    structure: PlaneStructure, shape: Sequence[int], augmentations: Sequence[PlaneAugmentation] = MTLN_AUGMENTATIONS
 ) -> list[PlaneAugmentation]:
-    """The augmentations that do not move the head out of the image.
+    """The augmentations that do not move the head (or abdomen, or femur) out of the image.
 
-    An augmentation is dropped when the transformed ellipse runs out of the image
-    (:func:`~fetalbiometry.biometry.ellipse_overhang`) further than the original does: a head
-    whole in the original must stay whole, and one the sonographer already cut at the border may
-    not lose more. The identity is always kept.
+    An augmentation is dropped when the transformed structure runs out of the image
+    (:func:`structure_overhang`) further than the original does: a head whole in the original
+    must stay whole, and one the sonographer already cut at the border may not lose more. The
+    identity is always kept.
 
     Args:
-        ellipse: the head ellipse in pixels of an image of ``shape``.
+        structure: the head ellipse (or abdomen ellipse, or femur bar) in pixels of an image of ``shape``.
         shape: (rows, columns).
         augmentations: the candidates.
 
     Returns:
         the kept augmentations, in input order.
     """
-    allowed = max(ellipse_overhang(ellipse, shape), 0.0) + 1e-6
+    allowed = max(structure_overhang(structure, shape), 0.0) + 1e-6
 
     def keeps_head(augmentation: PlaneAugmentation) -> bool:
-        moved = affine_ellipse(ellipse, augmentation.matrix(shape))
-        return augmentation == IDENTITY or ellipse_overhang(moved, shape) <= allowed
+        moved = affine_structure(structure, augmentation.matrix(shape))
+        return augmentation == IDENTITY or structure_overhang(moved, shape) <= allowed
 
     return [augmentation for augmentation in augmentations if keeps_head(augmentation)]
 
 
 def make_plane_sample(
     image: np.ndarray,
-    ellipse: Ellipse,
+    structure: PlaneStructure,
     pixel_size: float,
     spatial_size: Sequence[int] = DEFAULT_SPATIAL_SIZE,
     augmentation: PlaneAugmentation = IDENTITY,
     filename: str = "",
-    hc_mm: float | None = None,
+    reference_mm: float | None = None,
+    plane: str = "head",
 ) -> dict[str, Any]:
-    """A training sample (see the module docstring) from a 2D frame and its head ellipse.
+    """A training sample (see the module docstring) from a 2D frame and its reference structure.
 
     Args:
         image: 2D frame (rows, columns), 8-bit intensities.
-        ellipse: the reference ellipse in pixels of ``image``.
+        structure: the reference ellipse (head, abdomen) or femur bar in pixels of ``image``.
         pixel_size: side of a square pixel of ``image``, mm.
         spatial_size: (rows, columns) of the sample.
         augmentation: flip or rotation applied after scaling.
         filename: kept in the sample.
-        hc_mm: reference HC in mm; the ellipse's perimeter in mm when None.
+        reference_mm: reference HC, AC or FL in mm; the structure's (:func:`measured_length`)
+            when None.
+        plane: ``"head"``, ``"abdomen"`` or ``"femur"``.
 
     Returns:
         the sample dict.
+
+    Raises:
+        InputError: the frame is not 2D or the plane unknown.
     """
     image = np.asarray(image)
     if image.ndim != 2:
         raise InputError(f"expected a 2D frame, got shape {image.shape}")
+    if plane not in PLANE_CLASSES:
+        raise InputError(f"plane must be one of {', '.join(PLANE_CLASSES)}; got {plane!r}")
     scaled, scaling, scale = letterbox(image.astype(np.float32) / 255.0, spatial_size)
-    moved = affine_ellipse(ellipse, _homogeneous(augmentation.matrix(spatial_size)) @ _homogeneous(scaling))
+    moved = affine_structure(structure, _homogeneous(augmentation.matrix(spatial_size)) @ _homogeneous(scaling))
     out_pixel_size = pixel_size / scale
     return {
         "image": augmentation.apply(scaled)[None],
-        "label": ellipse_to_mask(moved, tuple(spatial_size)).astype(np.float32)[None],
-        "ellipse": encode_ellipse(moved, spatial_size),
-        "hc_px": moved.circumference,
-        "hc_mm": moved.circumference * out_pixel_size if hc_mm is None else hc_mm,
+        "label": structure_to_mask(moved, spatial_size).astype(np.float32)[None],
+        "ellipse": encode_ellipse(_tuner_ellipse(moved), spatial_size),
+        "hc_px": measured_length(moved),
+        "hc_mm": measured_length(moved) * out_pixel_size if reference_mm is None else reference_mm,
         "pixel_size": out_pixel_size,
+        "plane": np.int64(PLANE_CLASSES.index(plane)),
         "filename": filename,
         "augmentation": augmentation.name,
     }
 
 
-def _read_frame(record: HC18Record) -> np.ndarray:
-    image = cv2.imread(str(record.image_path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise InputError(f"cannot read image: {record.image_path}")
-    return image
+@dataclass(frozen=True)
+class AnnotatedPlane:
+    """A frame, read when needed, with its reference structure.
+
+    Args:
+        name: e.g. the file name.
+        read_frame: returns the 2D frame (rows, columns) of 8-bit intensities.
+        frame_shape: (rows, columns) of the frame.
+        pixel_size_mm: side of a square pixel of the frame, mm.
+        structure: the reference ellipse (head, abdomen) or femur bar, in pixels of the frame.
+        plane: ``"head"``, ``"abdomen"`` or ``"femur"``.
+        reference_mm: the reference HC, AC or FL in mm when it is not the structure's own
+            (HC18's CSV value); None for :func:`measured_length` x ``pixel_size_mm``.
+    """
+
+    name: str
+    read_frame: Callable[[], np.ndarray]
+    frame_shape: tuple[int, int]
+    pixel_size_mm: float
+    structure: PlaneStructure
+    plane: str = "head"
+    reference_mm: float | None = None
+
+    @property
+    def value_mm(self) -> float:
+        """The reference HC, AC or FL, mm."""
+        if self.reference_mm is not None:
+            return self.reference_mm
+        return measured_length(self.structure) * self.pixel_size_mm
 
 
-class HC18PlaneDataset(Dataset):
+class PlaneSampleDataset(Dataset):
+    """Annotated frames as samples of :func:`make_plane_sample`, optionally augmented offline.
+
+    Each frame is expanded into one item per augmentation that keeps its structure in the image
+    (:func:`augmentations_keeping_head`); frames are read when an item is fetched.
+
+    Args:
+        planes: the annotated frames.
+        spatial_size: (rows, columns) of the samples.
+        augmentations: per frame, e.g. :data:`MTLN_AUGMENTATIONS`; the identity alone by default.
+        transform: applied to each sample dict (e.g. ``BoundaryWeightMapd``).
+    """
+
+    def __init__(
+        self,
+        planes: Sequence[AnnotatedPlane],
+        spatial_size: Sequence[int] = DEFAULT_SPATIAL_SIZE,
+        augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
+        transform: Callable | None = None,
+    ) -> None:
+        self.spatial_size = tuple(spatial_size)
+        items = []
+        for plane in planes:
+            scaling, _ = letterbox_matrix(plane.frame_shape, self.spatial_size)
+            resized = affine_structure(plane.structure, scaling)
+            kept = augmentations_keeping_head(resized, self.spatial_size, augmentations)
+            items.extend({"plane": plane, "hc_px": measured_length(resized), "augmentation": a} for a in kept)
+        super().__init__(items, transform)
+
+    def _transform(self, index: int) -> dict[str, Any]:
+        item = self.data[index]
+        plane: AnnotatedPlane = item["plane"]
+        sample = make_plane_sample(
+            plane.read_frame(),
+            plane.structure,
+            plane.pixel_size_mm,
+            self.spatial_size,
+            item["augmentation"],
+            plane.name,
+            plane.reference_mm,
+            plane.plane,
+        )
+        return apply_transform(self.transform, sample) if self.transform is not None else sample
+
+    def max_hc_px(self) -> float:
+        """The largest reference HC, in pixels of the sample grid: the regression CNNs' normaliser.
+
+        Raises:
+            InputError: the dataset is empty.
+        """
+        if not self.data:
+            raise InputError("the dataset is empty: no HC to normalise by")
+        return max(item["hc_px"] for item in self.data)
+
+
+def hc18_plane(record: HC18Record) -> AnnotatedPlane:
+    """An annotated HC18 record: the ellipse fitted to its outline, the CSV HC as reference.
+
+    Raises:
+        InputError: the record has no annotation.
+    """
+    annotation = read_annotation(record)
+    return AnnotatedPlane(
+        record.filename,
+        partial(read_frame, record),
+        annotation.mask.shape,
+        record.pixel_size_mm,
+        annotation.ellipse_px,
+        "head",
+        record.hc_mm,
+    )
+
+
+class HC18PlaneDataset(PlaneSampleDataset):
     """HC18 training records as samples of :func:`make_plane_sample`, optionally augmented offline.
 
-    At construction each record's annotation is read and fitted once, and the record is expanded
-    into one item per augmentation that keeps its head in the image
+    At construction each record's annotation is read and fitted once (:func:`hc18_plane`), and
+    the record is expanded into one item per augmentation that keeps its head in the image
     (:func:`augmentations_keeping_head`); images are read when an item is fetched.
 
     Args:
@@ -284,37 +484,4 @@ class HC18PlaneDataset(Dataset):
         augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
         transform: Callable | None = None,
     ) -> None:
-        self.spatial_size = tuple(spatial_size)
-        items = []
-        for record in records:
-            annotation = read_annotation(record)
-            scaling, _ = letterbox_matrix(annotation.mask.shape, self.spatial_size)
-            resized = affine_ellipse(annotation.ellipse_px, scaling)
-            item = {"record": record, "ellipse": annotation.ellipse_px, "hc_px": resized.circumference}
-            kept = augmentations_keeping_head(resized, self.spatial_size, augmentations)
-            items.extend({**item, "augmentation": augmentation} for augmentation in kept)
-        super().__init__(items, transform)
-
-    def _transform(self, index: int) -> dict[str, Any]:
-        item = self.data[index]
-        record = item["record"]
-        sample = make_plane_sample(
-            _read_frame(record),
-            item["ellipse"],
-            record.pixel_size_mm,
-            self.spatial_size,
-            item["augmentation"],
-            record.filename,
-            record.hc_mm,
-        )
-        return apply_transform(self.transform, sample) if self.transform is not None else sample
-
-    def max_hc_px(self) -> float:
-        """The largest reference HC, in pixels of the sample grid: the regression CNNs' normaliser.
-
-        Raises:
-            InputError: the dataset is empty.
-        """
-        if not self.data:
-            raise InputError("the dataset is empty: no HC to normalise by")
-        return max(item["hc_px"] for item in self.data)
+        super().__init__([hc18_plane(record) for record in records], spatial_size, augmentations, transform)

@@ -127,9 +127,11 @@ class DecoderLevel(nn.Module):
     same scale (through a SAM when ``skip_attention``) → UAM when ``upsample_attention`` → two
     Conv+BN+ReLU layers. Without ``skip_channels`` there is no skip connection (3D-DeconvNet).
 
-    The authors' released code has no convolutions after the UAM (it is the level's only
-    fusion). We keep the U-Net's two Conv+BN+ReLU layers so that the variants without UAM have a
-    regular U-Net decoder and adding a UAM is a pure insertion, as in the ablations of Table 2.
+    The authors' released code has no convolutions after the UAM: it is the level's only fusion,
+    and the level outputs the UAM's ``attention_out_channels``. ``convs_after_attention=False``
+    builds that layout. By default the U-Net's two Conv+BN+ReLU layers stay after the UAM, so that
+    the variants without UAM have a regular U-Net decoder and adding a UAM is a pure insertion, as
+    in the ablations of Table 2.
 
     Args:
         spatial_dims: number of spatial dimensions (2 or 3).
@@ -142,6 +144,11 @@ class DecoderLevel(nn.Module):
         attention_out_channels: output channels of the attention modules (64 in the paper).
         attention_channels: internal channels of the attention modules (32 in the paper).
         attention_kernel_size: kernel of the attention modules' convolutions (3 in the paper).
+        convs_after_attention: keep the two Conv+BN+ReLU layers after a UAM; without a UAM they
+            always stay.
+
+    Attributes:
+        out_channels: channels of the level's output (``attention_out_channels`` when a UAM ends it).
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class DecoderLevel(nn.Module):
         attention_out_channels: int = 64,
         attention_channels: int = 32,
         attention_kernel_size: int = 3,
+        convs_after_attention: bool = True,
     ) -> None:
         super().__init__()
         if skip_attention and skip_channels == 0:
@@ -184,7 +192,11 @@ class DecoderLevel(nn.Module):
                 spatial_dims, merged_channels, attention_out_channels, attention_channels, attention_kernel_size
             )
             merged_channels = attention_out_channels
-        self.convs = ConvBnReluBlock(spatial_dims, merged_channels, out_channels, kernel_size)
+        self.convs: nn.Module = ConvBnReluBlock(spatial_dims, merged_channels, out_channels, kernel_size)
+        self.out_channels = out_channels
+        if upsample_attention and not convs_after_attention:
+            self.convs = nn.Identity()
+            self.out_channels = attention_out_channels
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -193,7 +205,7 @@ class DecoderLevel(nn.Module):
                 the level has no skip connection.
 
         Returns:
-            features of shape (B, out_channels, *2S).
+            features of shape (B, :attr:`out_channels`, *2S).
         """
         merged = self.upconv(coarse)
         if self.has_skip:

@@ -59,6 +59,10 @@ class USegNet(nn.Module):
         attention_out_channels: output channels of every attention module (64 in the paper).
         attention_channels: internal channels ``P(X)``/``A(X)`` of the attention modules (32).
         attention_kernel_size: kernel of the attention modules' convolutions (3 in the paper).
+        convs_after_attention: keep two Conv+BN+ReLU layers after each UAM (default); ``False``
+            is the authors' released layout, where the UAM is the level's only fusion and its
+            ``attention_out_channels`` feed the next level and the side branch
+            (:class:`~fetalbiometry.networks.blocks.DecoderLevel`).
 
     Raises:
         ValueError: inconsistent lengths, unknown attention levels, or a SAM without skips.
@@ -78,6 +82,7 @@ class USegNet(nn.Module):
         attention_out_channels: int = 64,
         attention_channels: int = 32,
         attention_kernel_size: int = 3,
+        convs_after_attention: bool = True,
     ) -> None:
         super().__init__()
         if len(features) < 2 or len(kernel_sizes) != len(features):
@@ -100,11 +105,13 @@ class USegNet(nn.Module):
             ConvBnReluBlock(spatial_dims, channels_in, channels_out, kernel)
             for channels_in, channels_out, kernel in zip((in_channels, *features[:-1]), features, kernel_sizes)
         )
-        # decoder level k (1 = deepest) brings features[-k] up to the scale of features[-k - 1]
-        self.decoder = nn.ModuleList(
-            DecoderLevel(
+        # decoder level k (1 = deepest) brings its input up to the scale of features[-k - 1]
+        self.decoder = nn.ModuleList()
+        level_input = features[-1]
+        for level in range(1, num_up + 1):
+            decoder_level = DecoderLevel(
                 spatial_dims,
-                in_channels=features[-level],
+                in_channels=level_input,
                 skip_channels=features[-level - 1] if skip_connections else 0,
                 out_channels=features[-level - 1],
                 kernel_size=kernel_sizes[-level - 1],
@@ -113,15 +120,16 @@ class USegNet(nn.Module):
                 attention_out_channels=attention_out_channels,
                 attention_channels=attention_channels,
                 attention_kernel_size=attention_kernel_size,
+                convs_after_attention=convs_after_attention,
             )
-            for level in range(1, num_up + 1)
-        )
-        self.output_head = Convolution(spatial_dims, features[0], out_channels, kernel_size=1, conv_only=True)
+            self.decoder.append(decoder_level)
+            level_input = decoder_level.out_channels
+        self.output_head = Convolution(spatial_dims, level_input, out_channels, kernel_size=1, conv_only=True)
         # side branches at 1/2, 1/4, ... resolution (finest first), behind decoder levels num_up-1, ..., 1
-        aux_scales = range(1, num_up) if deep_supervision else range(0)
+        aux_levels = range(num_up - 1, 0, -1) if deep_supervision else range(0)
         self.aux_heads = nn.ModuleList(
-            Convolution(spatial_dims, features[scale], out_channels, kernel_size=1, conv_only=True)
-            for scale in aux_scales
+            Convolution(spatial_dims, self.decoder[level - 1].out_channels, out_channels, kernel_size=1, conv_only=True)
+            for level in aux_levels
         )
 
     def forward(self, image: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:

@@ -1,0 +1,235 @@
+"""Figures of a 2D biometry network: DSC, DF, ADF and HD per frame, as HC18 reports them.
+
+van den Heuvel et al. 2018 (``shared/papers/hc18-dataset-van-den-heuvel-2018.txt``) evaluate an
+automated HC against the sonographer's by
+
+- DF = HC_pred − HC_ref and ADF = |DF| (mm), HC_ref being the CSV value;
+- DSC between the filled predicted and reference ellipses (%);
+- HD, the Hausdorff distance between the two ellipse outlines (mm).
+
+Here the outlines are the ellipses themselves, sampled densely (:func:`ellipse_outline`, one point
+per 0.1 pixel of perimeter or finer) rather than rasterised, so HD has no pixel quantisation; the
+filled ellipses are rasterised on the frame's grid for the DSC.
+
+A frame the network cannot measure (``NoMeasurementError``: empty mask, head cut by the border,
+implausible ellipse) is not given a number: it is counted and listed with its reason, and the
+means are over the measured frames. The regression CNNs give an HC and no ellipse, so only DF and
+ADF are defined for them; a femur has a length and no ellipse, so likewise.
+
+Frames come as :class:`PlaneCase` (frame, pixel size, plane, reference): from HC18
+(:func:`hc18_case`), from the phantom generator (:func:`phantom_case`) or from a user's datalist.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy.spatial.distance import directed_hausdorff
+from tqdm import tqdm
+
+from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
+from fetalbiometry.biometry.planes import PLANE_MEASURES, measure_plane
+from fetalbiometry.data.hc18 import HC18Record, read_annotation, read_frame
+from fetalbiometry.data.synthetic import PlanePhantom
+from fetalbiometry.errors import InputError, NoMeasurementError
+from fetalbiometry.io import atomic_output
+from fetalbiometry.plane_model import PlanePredictor
+
+__all__ = [
+    "PUBLISHED_HC18",
+    "PlaneCase",
+    "PlaneResult",
+    "ellipse_dice",
+    "ellipse_hausdorff_mm",
+    "evaluate_case",
+    "evaluate_planes",
+    "hc18_case",
+    "phantom_case",
+    "summarize_planes",
+    "write_evaluation",
+]
+
+PUBLISHED_HC18: dict[str, dict[str, float]] = {
+    "MTLN (Sobhaninia et al. 2019)": {"dsc_percent": 96.84, "adf_mm": 2.12, "hd_mm": 1.72},
+    "van den Heuvel et al. 2018": {"dsc_percent": 97.0, "adf_mm": 2.8, "hd_mm": 2.0},
+    "Regression ResNet50 (Zhang et al. 2020)": {"adf_mm": 4.52},
+    "U-Net (Nguyen, practice report)": {"dsc_percent": 89.7},
+    "MONAI BasicUNet baseline (issue 6)": {"dsc_percent": 97.85, "adf_mm": 2.15, "hd_mm": 1.23},
+}
+"""Published HC18 figures quoted by issue 6 (MAE of the regression CNN is its ADF)."""
+
+
+@dataclass(frozen=True)
+class PlaneCase:
+    """A frame with its reference measurement.
+
+    Args:
+        name: e.g. the HC18 file name.
+        frame: 2D uint8 image (rows, columns).
+        pixel_size_mm: side of a square pixel, mm.
+        plane: ``"head"``, ``"abdomen"`` or ``"femur"``.
+        reference_mm: the reference HC, AC or FL.
+        reference_ellipse_px: the reference ellipse (head, abdomen), or None.
+    """
+
+    name: str
+    frame: np.ndarray
+    pixel_size_mm: float
+    plane: str
+    reference_mm: float
+    reference_ellipse_px: Ellipse | None = None
+
+
+def hc18_case(record: HC18Record) -> PlaneCase:
+    """An annotated HC18 frame; the reference HC is the CSV value, the ellipse the one fitted to the outline."""
+    if record.hc_mm is None:
+        raise InputError(f"{record.filename} has no reference HC")
+    reference = read_annotation(record).ellipse_px
+    return PlaneCase(record.filename, read_frame(record), record.pixel_size_mm, "head", record.hc_mm, reference)
+
+
+def phantom_case(phantom: PlanePhantom, name: str = "") -> PlaneCase:
+    """A synthetic plane of :func:`fetalbiometry.data.synthetic.make_plane` with its true measurement."""
+    truth = phantom.truth
+    plane = str(truth["kind"])
+    ellipse = None
+    if plane != "femur":
+        ellipse = Ellipse(
+            float(truth["center_x_px"]),
+            float(truth["center_y_px"]),
+            float(truth["semi_axes_a_px"]),
+            float(truth["semi_axes_b_px"]),
+            float(truth["angle_rad"]),
+        )
+    frame = sitk.GetArrayFromImage(phantom.image)
+    reference = float(truth[f"{PLANE_MEASURES[plane]}_mm"])
+    return PlaneCase(name or f"{plane}-{truth['seed']}", frame, float(truth["pixel_size_mm"]), plane, reference, ellipse)
+
+
+@dataclass(frozen=True)
+class PlaneResult:
+    """The evaluation of one frame (lengths in mm, DSC in %; None where undefined or not measured).
+
+    Args:
+        name: the case's name.
+        plane: the reference plane.
+        predicted_plane: the plane the network chose.
+        reference_mm: the reference HC, AC or FL.
+        value_mm: the network's measurement.
+        df_mm: ``value_mm − reference_mm``.
+        adf_mm: ``|df_mm|``.
+        dsc_percent: DSC of the filled ellipses (head, abdomen).
+        hd_mm: Hausdorff distance between the ellipse outlines (head, abdomen).
+        no_measurement: the reason when the network gave no measurement, else "".
+    """
+
+    name: str
+    plane: str
+    predicted_plane: str
+    reference_mm: float
+    value_mm: float | None = None
+    df_mm: float | None = None
+    adf_mm: float | None = None
+    dsc_percent: float | None = None
+    hd_mm: float | None = None
+    no_measurement: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def ellipse_dice(predicted: Ellipse, reference: Ellipse, shape: tuple[int, int]) -> float:
+    """DSC (%) of two filled ellipses rasterised on a grid of ``shape`` (rows, columns)."""
+    first, second = ellipse_to_mask(predicted, shape), ellipse_to_mask(reference, shape)
+    total = int(first.sum()) + int(second.sum())
+    return 100.0 * 2.0 * int(np.logical_and(first, second).sum()) / total if total else 100.0
+
+
+def ellipse_hausdorff_mm(predicted: Ellipse, reference: Ellipse, pixel_size: float) -> float:
+    """Symmetric Hausdorff distance (mm) between two ellipse outlines given in pixels.
+
+    Each outline is sampled with at least 10 points per pixel of perimeter (and 3600 points).
+    """
+    perimeter = max(predicted.circumference, reference.circumference)
+    points = max(3600, int(math.ceil(10.0 * perimeter)))
+    first, second = ellipse_outline(predicted, points), ellipse_outline(reference, points)
+    return pixel_size * max(directed_hausdorff(first, second)[0], directed_hausdorff(second, first)[0])
+
+
+def evaluate_case(predictor: PlanePredictor, case: PlaneCase) -> PlaneResult:
+    """Evaluate the predictor on one frame (see the module docstring)."""
+    prediction = predictor.predict(case.frame)
+    unmeasured = PlaneResult(case.name, case.plane, prediction.plane, case.reference_mm)
+    if prediction.probability is None:
+        value = prediction.hc_px * case.pixel_size_mm
+        return replace(unmeasured, value_mm=value, df_mm=value - case.reference_mm, adf_mm=abs(value - case.reference_mm))
+    try:
+        measurement = measure_plane(prediction.mask, prediction.plane, case.pixel_size_mm)
+    except NoMeasurementError as reason:
+        return replace(unmeasured, no_measurement=str(reason))
+    difference = measurement.value_mm - case.reference_mm
+    result = replace(unmeasured, value_mm=measurement.value_mm, df_mm=difference, adf_mm=abs(difference))
+    if measurement.ellipse is None or case.reference_ellipse_px is None:
+        return result
+    return replace(
+        result,
+        dsc_percent=ellipse_dice(measurement.ellipse, case.reference_ellipse_px, case.frame.shape),
+        hd_mm=ellipse_hausdorff_mm(measurement.ellipse, case.reference_ellipse_px, case.pixel_size_mm),
+    )
+
+
+def evaluate_planes(predictor: PlanePredictor, cases: Iterable[PlaneCase], progress: bool = True) -> list[PlaneResult]:
+    """Evaluate the predictor on frames, one :class:`PlaneResult` each."""
+    return [evaluate_case(predictor, case) for case in tqdm(cases, desc="evaluation", unit="image", disable=not progress)]
+
+
+def _mean_sd(values: Iterable[float | None]) -> dict[str, float] | None:
+    present = np.array([value for value in values if value is not None], dtype=np.float64)
+    if present.size == 0:
+        return None
+    return {
+        "mean": float(present.mean()),
+        "sd": float(present.std(ddof=1)) if present.size > 1 else 0.0,
+        "median": float(np.median(present)),
+        "max": float(present.max()),
+    }
+
+
+def summarize_planes(results: Sequence[PlaneResult]) -> dict[str, object]:
+    """Mean, SD, median and maximum of each figure over the measured frames, and the unmeasured ones.
+
+    Returns:
+        ``{"images": n, "measured": m, "plane_accuracy": fraction of frames whose plane the network
+        got right, "no_measurement": {name: reason}, "df_mm": {...}, "adf_mm": {...},
+        "dsc_percent": {...}, "hd_mm": {...}}`` (None for a figure the network does not give).
+    """
+    return {
+        "images": len(results),
+        "measured": sum(result.value_mm is not None for result in results),
+        "plane_accuracy": float(np.mean([result.plane == result.predicted_plane for result in results])) if results else None,
+        "no_measurement": {result.name: result.no_measurement for result in results if result.no_measurement},
+        **{key: _mean_sd(getattr(result, key) for result in results) for key in ("df_mm", "adf_mm", "dsc_percent", "hd_mm")},
+    }
+
+
+def write_evaluation(results: Sequence[PlaneResult], output_dir: str | Path) -> dict[str, object]:
+    """Write ``per_image.csv`` (one :class:`PlaneResult` a row) and ``summary.json`` (:func:`summarize_planes`).
+
+    Both files are written atomically. Returns the summary.
+    """
+    output_dir = Path(output_dir)
+    summary = summarize_planes(results)
+    with atomic_output(output_dir / "per_image.csv") as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[field.name for field in fields(PlaneResult)])
+        writer.writeheader()
+        writer.writerows(result.as_dict() for result in results)
+    with atomic_output(output_dir / "summary.json") as temporary:
+        temporary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

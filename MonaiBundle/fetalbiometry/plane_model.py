@@ -1,0 +1,254 @@
+"""2D standard-plane networks at inference: one ultrasound frame in, its measurement out.
+
+Every 2D network of the bundle is used the same way (:class:`PlanePredictor`):
+
+1. the frame (8-bit intensities / 255) is letterboxed to the network's ``spatial_size``
+   (:func:`fetalbiometry.data.hc18_dataset.letterbox`: one scale for both axes, zero padding at the
+   bottom and right), exactly as in training, and z-scored for the regression CNNs;
+2. the network runs; its output is read by :func:`network_outputs`;
+3. the foreground probability is mapped back onto the frame's own pixel grid through the inverse
+   of the letterbox matrix (bilinear), so the 0.5 level, the fitted ellipse and every length are in
+   frame pixels whatever the network's resolution;
+4. :func:`fetalbiometry.biometry.measure_plane` fits the ellipse (head, abdomen) or the rectangle
+   (femur) and refuses what cannot be measured (``NoMeasurementError`` with the reason).
+
+The plane is the multi-task U-Net's classifier output (Qazi et al., section 2.1) when the network
+has one, else the predictor's ``plane`` (HC18 networks see only heads). The regression CNNs
+(Zhang et al.) give the HC directly, without a mask or an ellipse.
+
+The networks and their settings come from the bundle's ``configs/biometry`` files
+(:func:`load_plane_predictor`); the shipped HC model's weights are checked against the SHA-256 in
+``configs/metadata.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+from monai.bundle import ConfigParser
+
+from fetalbiometry import BUNDLE_ROOT
+from fetalbiometry.biometry.planes import PLANE_CLASSES, PlaneMeasurement, measure_plane
+from fetalbiometry.data.hc18_dataset import letterbox
+from fetalbiometry.errors import InputError
+from fetalbiometry.inference import expected_checksum, load_weights, resolve_device
+
+__all__ = [
+    "BIOMETRY_CONFIG_DIR",
+    "SHIPPED_PLANE_MODEL",
+    "SHIPPED_PLANE_NETWORK",
+    "PlanePrediction",
+    "PlanePredictor",
+    "load_plane_predictor",
+    "network_outputs",
+]
+
+BIOMETRY_CONFIG_DIR = Path("configs") / "biometry"
+"""Where the 2D configs live in the bundle: ``train.json``, ``evaluate.json``, ``inference.json``
+and one file per network (``mtln.json``, ``unet.json``, ``multitask_unet.json``, ``regression.json``)."""
+
+SHIPPED_PLANE_MODEL = "models/hc_model.pt"
+"""The shipped HC model's weights, relative to the bundle root."""
+
+SHIPPED_PLANE_NETWORK = "mtln.json"
+"""The network config the shipped HC weights belong to."""
+
+
+def network_outputs(output: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Any 2D network's output as a dict.
+
+    MTLN and the multi-task U-Net already return dicts (``"segmentation"`` logits, ``"ellipse"``
+    or ``"plane"``); a plain U-Net returns logits (B, K, H, W) → ``{"segmentation": ...}``; a
+    regression CNN returns the normalised HC (B, 1) → ``{"hc": ...}``.
+    """
+    if isinstance(output, dict):
+        return output
+    if output.ndim == 4:
+        return {"segmentation": output}
+    return {"hc": output}
+
+
+@dataclass(frozen=True)
+class PlanePrediction:
+    """What a 2D network says about one frame.
+
+    Args:
+        plane: ``"head"``, ``"abdomen"`` or ``"femur"``.
+        probability: foreground probability on the frame's pixel grid (rows, columns), or None for
+            a regression CNN.
+        hc_px: the regression CNN's HC in frame pixels, else None.
+    """
+
+    plane: str
+    probability: np.ndarray | None = None
+    hc_px: float | None = None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The structure mask: probability ≥ 0.5.
+
+        Raises:
+            InputError: the network gives no segmentation (a regression CNN).
+        """
+        if self.probability is None:
+            raise InputError("this network regresses the HC and gives no segmentation mask")
+        return self.probability >= 0.5
+
+
+class PlanePredictor:
+    """Run a 2D biometry network on frames of any size.
+
+    Args:
+        network: a 2D network of :mod:`fetalbiometry.networks` (see :func:`network_outputs`).
+        spatial_size: (rows, columns) the network was trained at.
+        device: where it runs.
+        zscore: z-score the letterboxed frame (the regression CNNs' input); otherwise intensities
+            are / 255 as in training.
+        plane: the plane class when the network has no classifier.
+        flip_averaging: average the foreground probability of the frame and of its left-right
+            mirror (test-time augmentation; twice the run time).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        spatial_size: Sequence[int],
+        device: torch.device | str = "cpu",
+        zscore: bool = False,
+        plane: str = "head",
+        flip_averaging: bool = False,
+    ) -> None:
+        if plane not in PLANE_CLASSES:
+            raise InputError(f"plane must be one of {', '.join(PLANE_CLASSES)}; got {plane!r}")
+        self.device = torch.device(device)
+        self.network = network.to(self.device).eval()
+        self.spatial_size = tuple(int(size) for size in spatial_size)
+        self.zscore = zscore
+        self.plane = plane
+        self.flip_averaging = flip_averaging
+
+    def _network_input(self, frame: np.ndarray) -> tuple[torch.Tensor, np.ndarray, float]:
+        frame = np.asarray(frame)
+        if frame.ndim != 2:
+            raise InputError(f"expected a 2D frame (rows, columns), got shape {frame.shape}")
+        if not np.all(np.isfinite(frame)):
+            raise InputError("the frame contains NaN or infinite values")
+        scaled, matrix, scale = letterbox(frame.astype(np.float32) / 255.0, self.spatial_size)
+        if self.zscore:
+            scaled = (scaled - scaled.mean()) / max(float(scaled.std()), 1e-8)
+        return torch.from_numpy(scaled)[None, None].to(self.device), matrix, scale
+
+    @torch.no_grad()
+    def predict(self, frame: np.ndarray) -> PlanePrediction:
+        """Predict one frame.
+
+        Args:
+            frame: 2D array (rows, columns) of 8-bit intensities.
+
+        Returns:
+            the :class:`PlanePrediction`, on ``frame``'s grid.
+
+        Raises:
+            InputError: the frame is not 2D or not finite.
+        """
+        image, matrix, scale = self._network_input(frame)
+        outputs = network_outputs(self.network(image))
+        plane = self.plane
+        if "plane" in outputs:
+            plane = PLANE_CLASSES[int(outputs["plane"].argmax(dim=1)[0])]
+        if "segmentation" not in outputs:
+            hc_sample_px = float(outputs["hc"][0, 0]) * float(getattr(self.network, "hc_max", 1.0))
+            return PlanePrediction(plane, hc_px=hc_sample_px / scale)
+        probability = torch.softmax(outputs["segmentation"], dim=1)[0, 1]
+        if self.flip_averaging:
+            mirrored = network_outputs(self.network(torch.flip(image, dims=(-1,))))["segmentation"]
+            probability = 0.5 * (probability + torch.flip(torch.softmax(mirrored, dim=1)[0, 1], dims=(-1,)))
+        rows, columns = np.asarray(frame).shape
+        on_frame = cv2.warpAffine(
+            probability.cpu().numpy().astype(np.float32),
+            matrix,
+            (columns, rows),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        return PlanePrediction(plane, probability=on_frame)
+
+    def measure(self, frame: np.ndarray, pixel_size: float) -> tuple[PlanePrediction, PlaneMeasurement]:
+        """Predict and measure one frame.
+
+        Args:
+            frame: 2D array of 8-bit intensities.
+            pixel_size: side of a square pixel of ``frame``, mm.
+
+        Returns:
+            (the prediction, its :class:`~fetalbiometry.biometry.PlaneMeasurement`).
+
+        Raises:
+            InputError: bad frame or pixel size, or a regression CNN (no mask to measure).
+            NoMeasurementError: nothing measurable; the message gives the reason.
+        """
+        prediction = self.predict(frame)
+        return prediction, measure_plane(prediction.mask, prediction.plane, pixel_size)
+
+
+def _read_biometry_config(bundle_root: Path, network_config: str) -> ConfigParser:
+    parser = ConfigParser()
+    config_dir = bundle_root / BIOMETRY_CONFIG_DIR
+    network_file = Path(network_config)
+    if not network_file.is_absolute() and not network_file.is_file():
+        network_file = config_dir / network_file
+    if not network_file.is_file():
+        raise InputError(f"network config not found: {network_config}")
+    parser.read_config([config_dir / "inference.json", network_file])
+    parser["bundle_root"] = str(bundle_root)
+    return parser
+
+
+def load_plane_predictor(
+    model_path: str | Path | None = None,
+    network_config: str = SHIPPED_PLANE_NETWORK,
+    device: str = "auto",
+    flip_averaging: bool | None = None,
+    bundle_root: Path = BUNDLE_ROOT,
+    **overrides: Any,
+) -> PlanePredictor:
+    """A predictor for the shipped HC model, or for ``model_path`` trained with ``network_config``.
+
+    Args:
+        model_path: a state dict saved by the biometry training; None for the shipped model
+            (checksum-verified).
+        network_config: the network's config file, a name in ``configs/biometry`` or a path.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        flip_averaging: override the config's ``flip_averaging``.
+        bundle_root: the bundle.
+        overrides: further config values (e.g. ``plane="abdomen"``).
+
+    Returns:
+        the :class:`PlanePredictor` with weights loaded.
+
+    Raises:
+        InputError: missing or corrupt model file, or weights that do not fit the network.
+    """
+    parser = _read_biometry_config(Path(bundle_root), network_config)
+    for key, value in overrides.items():
+        parser[key] = value
+    network = parser.get_parsed_content("network_def")
+    if model_path is None:
+        load_weights(network, Path(bundle_root) / SHIPPED_PLANE_MODEL, expected_checksum(bundle_root, SHIPPED_PLANE_MODEL))
+    else:
+        load_weights(network, Path(model_path), checksum=None)
+    return PlanePredictor(
+        network,
+        parser.get_parsed_content("spatial_size"),
+        resolve_device(device),
+        zscore=bool(parser.get_parsed_content("zscore")),
+        plane=parser.get_parsed_content("plane"),
+        flip_averaging=bool(parser.get_parsed_content("flip_averaging") if flip_averaging is None else flip_averaging),
+    )

@@ -1,0 +1,185 @@
+"""Training pieces shared by the 2D biometry networks (``configs/biometry/train.json``).
+
+The networks differ in their outputs and losses, not in how they are trained, so one MONAI
+``SupervisedTrainer`` serves them all:
+
+- :func:`prepare_plane_batch` hands the trainer the image as input and the whole sample dict
+  (label, boundary weights, ellipse, HC, plane class) as target;
+- :class:`PlaneLoss` reads its loss's arguments by name from the network's outputs
+  (:func:`~fetalbiometry.plane_model.network_outputs`) and from that target dict, so that MTLN's
+  ``L_T`` (Eq. 1), the multi-task U-Net's joint loss (Eq. 3), DiceCE and the regression losses are
+  wired in the config, not in code;
+- :class:`PlaneValidation` measures the network the way it will be used, with the HC18 figures of
+  :mod:`fetalbiometry.plane_evaluation` on the validation frames at full resolution, and keeps the
+  weights with the best validation ADF.
+
+The HC18 data are split by subject (:func:`hc18_splits`): a fixed test part, never trained on nor
+used to choose a model, then a validation part for model choice, and the rest for training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from ignite.engine import Engine, Events
+from monai.data import Dataset
+from tqdm import tqdm
+
+from fetalbiometry.data.hc18 import HC18Record, split_by_subject, training_records
+from fetalbiometry.inference import load_weights
+from fetalbiometry.io import atomic_output
+from fetalbiometry.plane_evaluation import PlaneCase, evaluate_planes, summarize_planes
+from fetalbiometry.plane_model import PlanePredictor, network_outputs
+
+__all__ = ["PlaneLoss", "PlaneValidation", "cached", "hc18_splits", "load_trained", "prepare_plane_batch"]
+
+logger = logging.getLogger(__name__)
+
+
+def hc18_splits(
+    root: str | Path, test_fraction: float = 0.25, validation_fraction: float = 0.1, seed: int = 0
+) -> dict[str, list[HC18Record]]:
+    """The HC18 training set split by subject into ``training``, ``validation`` and ``test``.
+
+    The test subjects are drawn first, from all subjects, with ``seed``; the validation subjects
+    from the rest. The same folder and arguments always give the same split, so the test part is
+    fixed for every network trained and evaluated with these defaults.
+
+    Args:
+        root: HC18 folder in the official layout.
+        test_fraction: fraction of all subjects held out for the test.
+        validation_fraction: fraction of all subjects held out for model choice.
+        seed: random seed.
+
+    Returns:
+        ``{"training": [...], "validation": [...], "test": [...]}``, no subject in two parts.
+    """
+    remaining, test = split_by_subject(training_records(root), test_fraction, seed)
+    training, validation = split_by_subject(remaining, validation_fraction / (1.0 - test_fraction), seed + 1)
+    return {"training": training, "validation": validation, "test": test}
+
+
+def cached(dataset: Sequence[Mapping[str, Any]], progress: bool = True) -> Dataset:
+    """Every sample of ``dataset`` computed once and kept in memory.
+
+    The MTLN augmentation is offline (fixed flips and rotations), so the samples, boundary weight
+    maps included, do not change from epoch to epoch. MONAI's ``CacheDataset`` caches the output of
+    a transform chain over a list of items; here the items are made by a dataset class
+    (:class:`~fetalbiometry.data.hc18_dataset.HC18PlaneDataset`), so they are read out directly.
+    """
+    return Dataset([dataset[index] for index in tqdm(range(len(dataset)), desc="caching", disable=not progress)])
+
+
+def load_trained(network: nn.Module, path: str | Path) -> nn.Module:
+    """``network`` with the state dict saved at ``path`` by :class:`PlaneValidation` (``weights_only``)."""
+    load_weights(network, Path(path), checksum=None)
+    return network
+
+
+def prepare_plane_batch(
+    batchdata: Mapping[str, Any], device: torch.device | str | None = None, non_blocking: bool = False, **kwargs: Any
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``prepare_batch`` for MONAI engines: (image, every sample entry as the target), on ``device``."""
+    targets = {
+        key: value.to(device=device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
+        for key, value in batchdata.items()
+    }
+    return targets["image"], targets
+
+
+class PlaneLoss(nn.Module):
+    """A loss whose arguments are taken by name from the network outputs and the sample.
+
+    ``arguments`` lists, in the loss's order, names of the form ``"output:KEY"`` (an entry of
+    :func:`~fetalbiometry.plane_model.network_outputs`) or ``"target:KEY"`` (an entry of the sample
+    dict). For the MTLN loss ``L_T = α1·L_seg + α2·L_ET`` (Sobhaninia et al., Eq. 1)::
+
+        PlaneLoss(MTLNLoss(), ["output:segmentation", "target:label", "target:weight",
+                               "output:ellipse", "target:ellipse"])
+
+    Args:
+        loss: the loss module.
+        arguments: where each positional argument of ``loss`` comes from.
+
+    Raises:
+        ValueError: an argument name without the ``output:`` or ``target:`` prefix.
+    """
+
+    def __init__(self, loss: nn.Module, arguments: Sequence[str]) -> None:
+        super().__init__()
+        for argument in arguments:
+            if argument.partition(":")[0] not in ("output", "target"):
+                raise ValueError(f"loss argument {argument!r} must start with 'output:' or 'target:'.")
+        self.loss = loss
+        self.arguments = tuple(arguments)
+
+    def forward(self, output: torch.Tensor | dict[str, torch.Tensor], target: Mapping[str, Any]) -> torch.Tensor:
+        sources = {"output": network_outputs(output), "target": target}
+        values = []
+        for argument in self.arguments:
+            source, _, key = argument.partition(":")
+            value = sources[source][key]
+            values.append(value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value)
+        return self.loss(*values)
+
+
+class PlaneValidation:
+    """Validate a 2D network with the figures of :mod:`fetalbiometry.plane_evaluation`; keep its best weights.
+
+    Every ``interval`` epochs the trainer's network is wrapped by ``make_predictor`` and run on the
+    validation frames at full resolution (:func:`~fetalbiometry.plane_evaluation.evaluate_planes`).
+    The weights are saved to ``save_path`` when they do better than all before: fewer frames
+    without a measurement, then a lower mean ADF. The figures go to the log and to
+    ``engine.state.metrics`` (``val_adf_mm``, ``val_dsc_percent``, ``val_hd_mm``,
+    ``val_no_measurement``).
+
+    Args:
+        cases: validation frames with their references (e.g. ``hc18_case`` of each validation record).
+        make_predictor: builds a :class:`~fetalbiometry.plane_model.PlanePredictor` around a network.
+        save_path: where the best state dict goes (written atomically).
+        interval: epochs between validations.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[PlaneCase],
+        make_predictor: Callable[[nn.Module], PlanePredictor],
+        save_path: str | Path,
+        interval: int = 1,
+    ) -> None:
+        self.cases = list(cases)
+        self.make_predictor = make_predictor
+        self.save_path = Path(save_path)
+        self.interval = interval
+        self.best: tuple[int, float] = (len(self.cases) + 1, math.inf)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+
+    def __call__(self, engine: Engine) -> None:
+        network = getattr(engine.network, "module", engine.network)  # unwrap DistributedDataParallel
+        summary = summarize_planes(evaluate_planes(self.make_predictor(network), self.cases, progress=False))
+        network.train()
+        figures = {
+            f"val_{key}": summary[key]["mean"] if summary[key] else math.nan
+            for key in ("adf_mm", "dsc_percent", "hd_mm")
+        }
+        figures["val_no_measurement"] = len(summary["no_measurement"])
+        engine.state.metrics.update(figures)
+        score = (figures["val_no_measurement"], figures["val_adf_mm"])
+        improved = score < self.best
+        if improved:
+            self.best = score
+            with atomic_output(self.save_path) as temporary:
+                torch.save(network.state_dict(), temporary)
+        logger.info(
+            f"epoch {engine.state.epoch}: "
+            + ", ".join(f"{key} {value:.3f}" for key, value in figures.items())
+            + (f" (best, saved to {self.save_path})" if improved else "")
+        )

@@ -1,0 +1,170 @@
+"""The 2D predictor's geometry, the plane evaluation figures and the validation handler."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from fetalbiometry.biometry.ellipse import Ellipse, ellipse_to_mask
+from fetalbiometry.data import hc18
+from fetalbiometry.errors import InputError
+from fetalbiometry.plane_evaluation import (
+    PlaneCase,
+    ellipse_dice,
+    ellipse_hausdorff_mm,
+    evaluate_case,
+    summarize_planes,
+    write_evaluation,
+)
+from fetalbiometry.plane_model import PlanePredictor, network_outputs
+from fetalbiometry.plane_training import PlaneLoss, PlaneValidation, hc18_splits
+
+HC18_DIR = Path(os.environ.get("HC18_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hc18"))
+FRAME_SHAPE = (540, 800)
+TRUE_ELLIPSE = Ellipse(410.3, 262.7, 190.4, 151.2, 0.6)
+
+
+class ThresholdNetwork(nn.Module):
+    """Logits that say "foreground" where the image is bright: a network whose answer is known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(40.0))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        foreground = self.gain * (image - 0.5)
+        return torch.cat([-foreground, foreground], dim=1)
+
+
+def ellipse_frame(ellipse: Ellipse = TRUE_ELLIPSE) -> np.ndarray:
+    return (ellipse_to_mask(ellipse, FRAME_SHAPE) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("flip_averaging", [False, True])
+def test_predictor_measures_on_the_frame_grid(flip_averaging):
+    """The probability comes back onto the 540 x 800 frame from the 160 x 256 network grid."""
+    predictor = PlanePredictor(ThresholdNetwork(), (160, 256), flip_averaging=flip_averaging)
+    prediction, measurement = predictor.measure(ellipse_frame(), pixel_size=0.15)
+    assert prediction.probability.shape == FRAME_SHAPE
+    fitted = measurement.ellipse
+    assert abs(fitted.cx - TRUE_ELLIPSE.cx) < 0.5 and abs(fitted.cy - TRUE_ELLIPSE.cy) < 0.5
+    assert measurement.value_mm == pytest.approx(TRUE_ELLIPSE.circumference * 0.15, rel=0.005)
+    assert measurement.bpd_mm == pytest.approx(2 * TRUE_ELLIPSE.b * 0.15, rel=0.01)
+
+
+def test_predictor_refuses_bad_frames():
+    predictor = PlanePredictor(ThresholdNetwork(), (160, 256))
+    with pytest.raises(InputError, match="2D"):
+        predictor.predict(np.zeros((2, 32, 32)))
+    frame = np.zeros((64, 64), dtype=np.float32)
+    frame[3, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        predictor.predict(frame)
+    with pytest.raises(InputError, match="plane"):
+        PlanePredictor(ThresholdNetwork(), (160, 256), plane="thorax")
+
+
+def test_regression_output_is_converted_to_frame_pixels():
+    """A regressor's HC is in pixels of the network grid: divided by the letterbox scale for the frame."""
+
+    class ConstantRegressor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("hc_max", torch.tensor(400.0))
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return torch.full((image.shape[0], 1), 0.5)
+
+    prediction = PlanePredictor(ConstantRegressor(), (128, 128), zscore=True).predict(ellipse_frame())
+    assert prediction.probability is None
+    assert prediction.hc_px == pytest.approx(200.0 / (128 / 800))
+    with pytest.raises(InputError, match="no segmentation"):
+        prediction.mask
+
+
+def test_network_outputs_by_kind():
+    logits, scalar = torch.zeros(1, 2, 8, 8), torch.zeros(1, 1)
+    assert network_outputs(logits)["segmentation"] is logits
+    assert network_outputs(scalar)["hc"] is scalar
+    assert network_outputs({"segmentation": logits, "plane": scalar})["plane"] is scalar
+
+
+def test_ellipse_figures():
+    shifted = replace(TRUE_ELLIPSE, cx=TRUE_ELLIPSE.cx + 4.0)
+    assert ellipse_dice(TRUE_ELLIPSE, TRUE_ELLIPSE, FRAME_SHAPE) == 100.0
+    assert ellipse_hausdorff_mm(TRUE_ELLIPSE, TRUE_ELLIPSE, 0.2) == pytest.approx(0.0, abs=1e-9)
+    # a translation by 4 px moves every point by 4 px; the nearest point may be a little closer
+    assert 0.2 * 3.5 < ellipse_hausdorff_mm(TRUE_ELLIPSE, shifted, 0.2) <= 0.2 * 4.0 + 1e-6
+    overlap = ellipse_to_mask(TRUE_ELLIPSE, FRAME_SHAPE) & ellipse_to_mask(shifted, FRAME_SHAPE)
+    expected = 100.0 * 2 * overlap.sum() / (2 * ellipse_to_mask(TRUE_ELLIPSE, FRAME_SHAPE).sum())
+    assert ellipse_dice(TRUE_ELLIPSE, shifted, FRAME_SHAPE) == pytest.approx(expected, rel=1e-3)
+
+
+def test_evaluate_case_and_summary(tmp_path):
+    predictor = PlanePredictor(ThresholdNetwork(), (160, 256))
+    reference_mm = TRUE_ELLIPSE.circumference * 0.1
+    good = PlaneCase("good", ellipse_frame(), 0.1, "head", reference_mm, TRUE_ELLIPSE)
+    empty = PlaneCase("empty", np.zeros(FRAME_SHAPE, dtype=np.uint8), 0.1, "head", reference_mm, TRUE_ELLIPSE)
+    results = [evaluate_case(predictor, good), evaluate_case(predictor, empty)]
+    assert results[0].adf_mm < 0.005 * reference_mm
+    assert results[0].dsc_percent > 99.5 and results[0].hd_mm < 0.1
+    assert results[1].value_mm is None and "empty mask" in results[1].no_measurement
+    summary = write_evaluation(results, tmp_path)
+    assert summary == summarize_planes(results)
+    assert summary["measured"] == 1 and list(summary["no_measurement"]) == ["empty"]
+    assert summary["adf_mm"]["mean"] == pytest.approx(results[0].adf_mm)
+    rows = (tmp_path / "per_image.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0].startswith("name,plane,predicted_plane") and len(rows) == 3
+
+
+def test_plane_loss_takes_arguments_by_name():
+    recorded = []
+
+    class Recorder(nn.Module):
+        def forward(self, *values):
+            recorded.extend(values)
+            return torch.tensor(0.0)
+
+    output = {"segmentation": torch.ones(1, 2, 4, 4), "ellipse": torch.zeros(1, 5)}
+    target = {"label": torch.zeros(1, 1, 4, 4), "ellipse": torch.ones(1, 5)}
+    PlaneLoss(Recorder(), ["output:segmentation", "target:label", "output:ellipse", "target:ellipse"])(output, target)
+    assert [value.sum().item() for value in recorded] == [32.0, 0.0, 0.0, 5.0]
+    with pytest.raises(ValueError, match="output:"):
+        PlaneLoss(Recorder(), ["segmentation"])
+
+
+def test_validation_keeps_the_best_weights(tmp_path):
+    network = ThresholdNetwork()
+    case = PlaneCase("good", ellipse_frame(), 0.1, "head", TRUE_ELLIPSE.circumference * 0.1, TRUE_ELLIPSE)
+    validation = PlaneValidation([case], lambda net: PlanePredictor(net, (160, 256)), tmp_path / "best.pt")
+    engine = SimpleNamespace(network=network, state=SimpleNamespace(metrics={}, epoch=1))
+    validation(engine)
+    assert engine.state.metrics["val_no_measurement"] == 0 and engine.state.metrics["val_adf_mm"] < 0.2
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["gain"].item() == 40.0
+    with torch.no_grad():
+        network.gain.fill_(-40.0)  # now everything is background: no measurement, not saved
+    validation(engine)
+    assert engine.state.metrics["val_no_measurement"] == 1
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["gain"].item() == 40.0
+    assert network.training
+
+
+def test_hc18_splits_are_by_subject_and_fixed():
+    if not (HC18_DIR / hc18.TRAINING_CSV).is_file():
+        pytest.skip(f"HC18 not found at {HC18_DIR} (set HC18_DIR)")
+    splits = hc18_splits(HC18_DIR)
+    subjects = {name: {record.subject_id for record in records} for name, records in splits.items()}
+    assert not subjects["training"] & subjects["test"] and not subjects["validation"] & subjects["test"]
+    assert not subjects["training"] & subjects["validation"]
+    total = sum(len(records) for records in splits.values())
+    assert total == len(hc18.training_records(HC18_DIR))
+    assert math.isclose(len(subjects["test"]) / sum(map(len, subjects.values())), 0.25, abs_tol=0.01)
+    assert [record.filename for record in hc18_splits(HC18_DIR)["test"]] == [r.filename for r in splits["test"]]
