@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_networks3d.py
+	$(PY) benchmarks/bench_networks2d.py
 	$(PY) benchmarks/study_throughput.py
 
 clean:

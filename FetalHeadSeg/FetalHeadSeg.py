@@ -35,6 +35,7 @@ from slicer.util import VTKObservationMixin
 
 from FetalHeadSegLib import process, results
 from FetalHeadSegLib.process import (
+    NO_MEASUREMENT_EXIT_CODE,
     TORCH_REQUIREMENT,
     BackgroundProcess,
     Device,
@@ -401,10 +402,12 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startJob(job, self._onPlaneMeasured)
 
     def _onPlaneMeasured(self, result) -> None:
-        measurement, markup = result
+        measurement, _ = result
         parameters = self._parameterNode
         parameters.resultsTable = self.logic.fillTable(
-            parameters.resultsTable, results.measurement_rows(measurement), f"{markup.GetName()} biometry"
+            parameters.resultsTable,
+            results.measurement_rows(measurement),
+            f"{parameters.sliceVolume.GetName()} {measurement.measure_name} biometry",
         )
         self.ui.biometryResultLabel.text = results.measurement_summary(measurement)
         self._showTable(parameters.resultsTable)
@@ -462,12 +465,14 @@ class Job:
 
     finish - called with the command's output lines once it succeeded; returns the result.
     tempDir - folder of the command's input and output files, removed when the job ends.
+    successCodes - the command's exit codes that are not a failure.
     """
 
     title: str
     process: BackgroundProcess
     finish: Callable[[list], Any]
     tempDir: Optional[str] = None
+    successCodes: tuple = (0,)
 
     def cleanup(self) -> None:
         if self.tempDir:
@@ -569,7 +574,14 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
 
     # --- Commands --------------------------------------------------------------------------------
 
-    def _startCommand(self, title: str, command: list, finish: Callable[[list], Any], tempDir: Optional[str]) -> "Job":
+    def _startCommand(
+        self,
+        title: str,
+        command: list,
+        finish: Callable[[list], Any],
+        tempDir: Optional[str],
+        successCodes: tuple = (0,),
+    ) -> "Job":
         self.log(f"{title}: {shlex.join(command)}")
         try:
             backgroundProcess = BackgroundProcess(
@@ -579,12 +591,12 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
             if tempDir:
                 shutil.rmtree(tempDir, ignore_errors=True)
             raise
-        return Job(title, backgroundProcess, finish, tempDir)
+        return Job(title, backgroundProcess, finish, tempDir, successCodes)
 
     def finishJob(self, job: "Job") -> Any:
         """Read the result of an ended job back into the scene (raises if the command failed)."""
         try:
-            job.process.check()
+            job.process.check(job.successCodes)
             return job.finish(job.process.output)
         finally:
             job.cleanup()
@@ -592,7 +604,7 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
     def runJob(self, job: "Job") -> Any:
         """Wait for a job, streaming its output into the log, and return its result (for scripts and tests)."""
         try:
-            follow(job.process, on_line=self.log, idle=slicer.app.processEvents)
+            follow(job.process, on_line=self.log, idle=slicer.app.processEvents, success_codes=job.successCodes)
         except Exception:
             job.cleanup()
             raise
@@ -716,7 +728,8 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
         """Start ``fetalbiometry measure`` on a single-slice volume.
 
         The job's result is (PlaneMeasurement, markup node): a closed curve along the fitted
-        ellipse (head, abdomen) or a line between the femur endpoints, on the image.
+        ellipse (head, abdomen) or a line between the femur endpoints, on the image; or
+        (NoPlaneMeasurement, None) when the command finds no trustworthy measurement.
 
         Args:
             sliceVolume: vtkMRMLScalarVolumeNode with one slice (k = 0).
@@ -738,16 +751,23 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
             raise
         command = measure_command(python_executable(), imagePath, pixelSize)
         return self._startCommand(
-            "2D biometry", command, lambda output: self.importPlaneMeasurement(output, sliceVolume, pixelSize), tempDir
+            "2D biometry",
+            command,
+            lambda output: self.importPlaneMeasurement(output, sliceVolume, pixelSize),
+            tempDir,
+            successCodes=(0, NO_MEASUREMENT_EXIT_CODE),
         )
 
     def importPlaneMeasurement(self, output: list, sliceVolume, pixelSizeMm: float):
         """Parse the JSON of ``fetalbiometry measure`` and draw the ellipse or femur line on the image.
 
         Returns:
-            (PlaneMeasurement, markup node).
+            (PlaneMeasurement, markup node), or (NoPlaneMeasurement, None): nothing is drawn.
         """
         measurement = results.parse_measurement("\n".join(output))
+        if isinstance(measurement, results.NoPlaneMeasurement):
+            self.log(results.measurement_summary(measurement))
+            return measurement, None
         ijkToRas = vtk.vtkMatrix4x4()
         sliceVolume.GetIJKToRASMatrix(ijkToRas)
         pointsRas = results.ijk_to_ras(

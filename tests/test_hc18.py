@@ -101,6 +101,18 @@ def test_read_records_of_a_test_set(tmp_path):
         hc18.read_records(csv_path)
 
 
+def test_read_pixel_sizes_needs_no_images_and_refuses_repeats(tmp_path):
+    csv_path = tmp_path / "pixel_sizes.csv"
+    csv_path.write_text("filename,pixel size(mm)\nscan b.png,0.2\n100_HC.png,0.125\n")
+    assert list(hc18.read_pixel_sizes(csv_path).items()) == [("scan b.png", 0.2), ("100_HC.png", 0.125)]
+    csv_path.write_text("filename,pixel size(mm),head circumference (mm)\n100_HC.png,0.1,150\n100_HC.png,0.1,150\n")
+    with pytest.raises(InputError, match="twice"):
+        hc18.read_pixel_sizes(csv_path)
+    csv_path.write_text("filename,pixel size(mm)\n100_HC.png,-1\n")
+    with pytest.raises(InputError, match="positive"):
+        hc18.read_pixel_sizes(csv_path)
+
+
 def test_submission_round_trip(tmp_path):
     ellipses = {
         "000_HC.png": Ellipse(28.3, 26.1, 7.66, 6.41, 1.986),

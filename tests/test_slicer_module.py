@@ -163,6 +163,21 @@ def test_failed_command_raises_its_one_line_error():
     assert seen[0] == "loading"
 
 
+def test_no_measurement_exit_code_is_a_result_only_where_accepted():
+    from fetalbiometry.plane_commands import NO_MEASUREMENT_EXIT_CODE
+
+    assert process.NO_MEASUREMENT_EXIT_CODE == NO_MEASUREMENT_EXIT_CODE
+    code = (
+        "import json, sys; print(json.dumps({'plane': 'head', 'no_measurement': 'no HC: empty mask'}, indent=2)); "
+        f"sys.exit({process.NO_MEASUREMENT_EXIT_CODE})"
+    )
+    accepted = (0, process.NO_MEASUREMENT_EXIT_CODE)
+    output = follow(BackgroundProcess([sys.executable, "-c", code]), success_codes=accepted)
+    assert results.parse_measurement("\n".join(output)) == results.NoPlaneMeasurement("head", "no HC: empty mask")
+    with pytest.raises(CommandError):
+        follow(BackgroundProcess([sys.executable, "-c", code]))
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from Linux /proc")
 def test_cancel_ends_the_whole_process_tree():
     # The child starts a grandchild that ignores SIGTERM, prints its pid and waits; cancel must
@@ -387,6 +402,21 @@ def test_parse_femur_and_invalid_measurements():
     for bad in ("no json here", '{"plane": "hand"}', '{"plane": "head", "hc_mm": 1}', '{"plane": "abdomen", "hc_mm": 1}'):
         with pytest.raises(ValueError):
             results.parse_measurement(bad)
+
+
+def test_parse_no_measurement_gives_the_reason():
+    reason = "no AC: the abdomen is cut by the image border"
+    output = json.dumps({"plane": "abdomen", "no_measurement": reason}, indent=2)
+    refused = results.parse_measurement("loading model\n" + output)
+    assert refused == results.NoPlaneMeasurement("abdomen", reason)
+    assert refused.measure_name == "AC"
+    assert [row.cells for row in results.measurement_rows(refused)] == [
+        ("Plane", "abdomen", ""),
+        ("No measurement", reason, ""),
+    ]
+    assert results.measurement_summary(refused) == f"no measurement: {reason}"
+    with pytest.raises(ValueError):
+        results.parse_measurement('{"plane": "hand", "no_measurement": "x"}')
 
 
 def test_ellipse_and_femur_outlines_in_voxel_and_ras_space():

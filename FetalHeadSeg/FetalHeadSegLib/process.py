@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "BackgroundProcess",
     "CommandError",
     "Device",
+    "NO_MEASUREMENT_EXIT_CODE",
     "command_environment",
     "error_message",
     "fetalbiometry_command",
@@ -51,6 +52,9 @@ __all__ = [
 #: Folder of the MONAI bundle, which holds the ``fetalbiometry`` package.
 BUNDLE_FOLDER = "MonaiBundle"
 _CLI_MODULE = "fetalbiometry.cli"
+#: Exit status of ``fetalbiometry measure`` when the plane has no trustworthy measurement; its JSON
+#: says why (``fetalbiometry.plane_commands.NO_MEASUREMENT_EXIT_CODE``).
+NO_MEASUREMENT_EXIT_CODE = 2
 #: How ``fetalbiometry.cli.main`` starts the one-line message of a user error on stderr.
 _ERROR_PREFIX = "fetalbiometry: error:"
 
@@ -152,7 +156,10 @@ def segment_command(
 def measure_command(
     python: str | os.PathLike[str], image_path: str | os.PathLike[str], pixel_size_mm: float
 ) -> list[str]:
-    """``fetalbiometry measure IMAGE --pixel-size MM --json``: 2D biometry of one plane as JSON."""
+    """``fetalbiometry measure IMAGE --pixel-size MM --json``: 2D biometry of one plane as JSON.
+
+    It exits with :data:`NO_MEASUREMENT_EXIT_CODE` when the plane has no trustworthy measurement.
+    """
     if not pixel_size_mm > 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_mm} mm")
     return fetalbiometry_command(python, "measure", image_path, "--pixel-size", repr(float(pixel_size_mm)), "--json")
@@ -326,14 +333,19 @@ class BackgroundProcess:
         _end_process_tree(self._process)
         self._process.wait()
 
-    def check(self) -> None:
-        """Raise :class:`CommandError` if the command was cancelled or failed."""
+    def check(self, success_codes: Collection[int] = (0,)) -> None:
+        """Raise :class:`CommandError` if the command was cancelled or failed.
+
+        Args:
+            success_codes: the exit codes that are not a failure (e.g. ``(0,
+                NO_MEASUREMENT_EXIT_CODE)`` for ``fetalbiometry measure``).
+        """
         if self.cancelled:
             raise CommandError("cancelled")
         returncode = self._process.poll()
         if returncode is None:
             raise CommandError("the command is still running")
-        if returncode != 0:
+        if returncode not in success_codes:
             self.new_lines()
             raise CommandError(error_message(self.output, returncode))
 
@@ -366,6 +378,7 @@ def follow(
     on_line: Callable[[str], None] | None = None,
     idle: Callable[[], None] | None = None,
     poll_seconds: float = 0.05,
+    success_codes: Collection[int] = (0,),
 ) -> list[str]:
     """Wait for ``process`` while handing each line of its output to ``on_line``.
 
@@ -375,6 +388,7 @@ def follow(
         idle: called between polls; inside Slicer ``slicer.app.processEvents`` keeps the
             application responsive (and lets a Cancel button call ``process.cancel()``).
         poll_seconds: pause between polls.
+        success_codes: the exit codes that are not a failure (see :meth:`BackgroundProcess.check`).
 
     Returns:
         All lines of output.
@@ -392,5 +406,5 @@ def follow(
         if idle is not None:
             idle()
         time.sleep(poll_seconds)
-    process.check()
+    process.check(success_codes)
     return process.output

@@ -29,6 +29,7 @@ __all__ = [
     "HEAD_SEGMENT_NAME",
     "HEAD_TERMINOLOGY",
     "TABLE_COLUMNS",
+    "NoPlaneMeasurement",
     "PlaneMeasurement",
     "StudyOutputs",
     "TableRow",
@@ -192,24 +193,43 @@ class PlaneMeasurement:
         return _PLANE_MEASURES[self.plane][1]
 
 
+@dataclass(frozen=True)
+class NoPlaneMeasurement:
+    """``fetalbiometry measure`` found no trustworthy measurement (exit status 2), and says why.
+
+    Attributes:
+        plane: "head", "abdomen" or "femur".
+        reason: e.g. "no HC: the head is cut by the image border (...)".
+    """
+
+    plane: str
+    reason: str
+
+    @property
+    def measure_name(self) -> str:
+        """"HC", "AC" or "FL"."""
+        return _PLANE_MEASURES[self.plane][1]
+
+
 def _optional_float(payload: dict, key: str) -> float | None:
     value = payload.get(key)
     return None if value is None else float(value)
 
 
-def parse_measurement(output: str) -> PlaneMeasurement:
+def parse_measurement(output: str) -> PlaneMeasurement | NoPlaneMeasurement:
     """Read the JSON object that ``fetalbiometry measure --json`` printed.
 
     Expected keys: ``plane``; ``hc_mm``, ``ac_mm`` or ``fl_mm`` for that plane; ``ellipse``
     ({cx, cy, a, b, theta}, mm and radians) for head and abdomen; ``femur_endpoints``
     ([[x1, y1], [x2, y2]], mm) for the femur; optional ``ga_weeks_hadlock``,
-    ``ga_weeks_intergrowth`` and ``centile``.
+    ``ga_weeks_intergrowth`` and ``centile``. Without a trustworthy measurement the object is
+    ``{"plane": ..., "no_measurement": reason}``.
 
     Args:
         output: the command's output; text around the JSON object (log lines) is ignored.
 
     Returns:
-        The measurement.
+        The measurement, or why there is none.
 
     Raises:
         ValueError: no JSON object, or one without the keys its plane needs.
@@ -224,6 +244,8 @@ def parse_measurement(output: str) -> PlaneMeasurement:
     plane = payload.get("plane")
     if plane not in _PLANE_MEASURES:
         raise ValueError(f"unknown plane {plane!r} in the measure result; expected one of {sorted(_PLANE_MEASURES)}")
+    if payload.get("no_measurement") is not None:
+        return NoPlaneMeasurement(plane=plane, reason=str(payload["no_measurement"]))
     value_key = _PLANE_MEASURES[plane][0]
     if payload.get(value_key) is None:
         raise ValueError(f"the measure result for plane {plane!r} has no {value_key!r}")
@@ -244,8 +266,11 @@ def parse_measurement(output: str) -> PlaneMeasurement:
     )
 
 
-def measurement_rows(measurement: PlaneMeasurement) -> list[TableRow]:
-    """Rows of the 2D result table: plane, HC/AC/FL, gestational ages and centile (those given)."""
+def measurement_rows(measurement: PlaneMeasurement | NoPlaneMeasurement) -> list[TableRow]:
+    """Rows of the 2D result table: plane, HC/AC/FL, gestational ages and centile (those given),
+    or the plane and why it has no measurement."""
+    if isinstance(measurement, NoPlaneMeasurement):
+        return [TableRow("Plane", measurement.plane), TableRow("No measurement", measurement.reason)]
     rows = [
         TableRow("Plane", measurement.plane),
         TableRow(measurement.measure_name, measurement.value_mm, "mm"),
@@ -259,8 +284,11 @@ def measurement_rows(measurement: PlaneMeasurement) -> list[TableRow]:
     return rows
 
 
-def measurement_summary(measurement: PlaneMeasurement) -> str:
-    """One line for the panel, e.g. ``HC 175.2 mm | GA 20.1 wk (Hadlock) | centile 45``."""
+def measurement_summary(measurement: PlaneMeasurement | NoPlaneMeasurement) -> str:
+    """One line for the panel, e.g. ``HC 175.2 mm | GA 20.1 wk (Hadlock) | centile 45``, or
+    ``no measurement: REASON``."""
+    if isinstance(measurement, NoPlaneMeasurement):
+        return f"no measurement: {measurement.reason}"
     parts = [f"{measurement.measure_name} {measurement.value_mm:.1f} mm"]
     if measurement.ga_weeks_hadlock is not None:
         parts.append(f"GA {measurement.ga_weeks_hadlock:.1f} wk (Hadlock)")

@@ -94,6 +94,53 @@ def cmd_study(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# --- hc / measure (2D standard planes) ----------------------------------------------------
+
+
+def cmd_hc(args: argparse.Namespace) -> int:
+    """Exit status 0 when every image was processed (measured, or reported without a
+    measurement), 1 when some image could not be read; the CSV is written in both cases."""
+    from fetalbiometry.data.hc18 import read_pixel_sizes, write_submission
+    from fetalbiometry.plane_commands import measure_hc_folder
+
+    _refuse_overwriting_input(args.out, args.pixel_size_csv)
+    pixel_sizes = read_pixel_sizes(args.pixel_size_csv)
+    from fetalbiometry.plane_model import load_plane_predictor  # PyTorch: only once the input is known good
+
+    predictor = load_plane_predictor(args.model, args.network_config, args.device, plane="head")
+    batch = measure_hc_folder(predictor, args.images_dir, pixel_sizes, args.overlays)
+    write_submission(args.out, batch.ellipses_mm)
+    for line in batch.problem_lines():
+        print(line, file=sys.stderr)
+    print(f"wrote {args.out}")
+    print(batch.summary())
+    return batch.exit_code
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Exit status 0 with a measurement, 2 without one (the output says why), 1 on bad input."""
+    from fetalbiometry import plane_commands
+
+    if args.overlay is not None:
+        plane_commands.check_overlay_path(args.overlay)
+        _refuse_overwriting_input(args.overlay, args.image)
+    image = plane_commands.read_plane_image(args.image, args.pixel_size)
+    plane_commands.check_ga_weeks(args.ga)
+    from fetalbiometry.plane_model import load_plane_predictor  # PyTorch: only once the input is known good
+
+    overrides = {} if args.plane is None else {"plane": args.plane}
+    predictor = load_plane_predictor(args.model, args.network_config, args.device, **overrides)
+    result = plane_commands.measure_frame(predictor, image.pixels, image.pixel_size_mm)
+    if args.overlay is not None and result.measurement is not None:
+        plane_commands.write_overlay(args.overlay, image.pixels, result.measurement)
+    report = plane_commands.plane_report(result, args.ga)
+    if args.json:
+        _print_json(report)
+    else:
+        print(plane_commands.format_report(report))
+    return 0 if result.measurement is not None else plane_commands.NO_MEASUREMENT_EXIT_CODE
+
+
 # --- synth ----------------------------------------------------------------------------------
 
 
@@ -147,6 +194,15 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: GPU if any")
 
 
+def _add_plane_model_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_model_arguments(parser)
+    parser.add_argument(
+        "--network-config",
+        default="mtln.json",  # plane_model.SHIPPED_PLANE_NETWORK, not imported here: it needs PyTorch
+        help="the 2D network's config: a file name in configs/biometry or a path (default: mtln.json)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Fetal head segmentation and biometry in ultrasound.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -169,6 +225,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="label file to write, on exactly the input's grid")
     _add_model_arguments(p)
     p.set_defaults(handler=cmd_segment)
+
+    p = sub.add_parser(
+        "hc",
+        help="head circumference of every HC18 frame of a folder, as the challenge's submission CSV",
+        description="Fit the head ellipse of every image listed in an HC18 pixel-size CSV and write the "
+        "submission CSV (filename, center_x_mm, center_y_mm, semi_axes_a_mm, semi_axes_b_mm, angle_rad). "
+        "An image without a trustworthy measurement, or that cannot be read, keeps an empty row and is "
+        "reported on stderr. Exit status: 0 when every image was processed (measured or not), 1 when "
+        "some image could not be read or on bad input.",
+    )
+    p.add_argument("images_dir", type=Path, help="folder of the images (e.g. HC18 test_set/)")
+    p.add_argument(
+        "--pixel-size-csv",
+        type=Path,
+        required=True,
+        help="CSV 'filename,pixel size(mm)' (HC18 test or training layout)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    p.add_argument("--overlays", type=Path, default=None, help="folder for one <name>_overlay.png per measured image")
+    _add_plane_model_arguments(p)
+    p.set_defaults(handler=cmd_hc)
+
+    p = sub.add_parser(
+        "measure",
+        help="HC, AC or FL of one 2D standard plane, with gestational age and centile",
+        description="Measure one standard plane: HC (with BPD, OFD), AC or FL, the fitted ellipse or femur "
+        "end points (mm, HC18 convention), Hadlock and INTERGROWTH-21st gestational age and, with --ga, the "
+        "INTERGROWTH-21st centile. Exit status: 0 with a measurement; 2 when there is no trustworthy "
+        "measurement ('no measurement: REASON', or JSON {plane, no_measurement}); 1 on bad input.",
+    )
+    p.add_argument(
+        "image", type=Path, help="PNG/JPEG frame, or a 2D (single-slice) NRRD, NIfTI, MetaImage or DICOM image"
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="pixel size in mm (required for PNG/JPEG; default: the file's spacing)",
+    )
+    p.add_argument("--ga", type=float, default=None, help="gestational age in weeks (14-40) for the centile")
+    p.add_argument(
+        "--plane",
+        choices=["head", "abdomen", "femur"],
+        default=None,
+        help="the plane, for networks without a plane classifier (default: the network config's)",
+    )
+    p.add_argument("--overlay", type=Path, default=None, help="PNG to draw the measurement on (when there is one)")
+    p.add_argument("--json", action="store_true", help="print JSON (the keys the Slicer module reads)")
+    _add_plane_model_arguments(p)
+    p.set_defaults(handler=cmd_measure)
 
     p = sub.add_parser("study", help="volumetric reproducibility and agreement study over a manifest")
     add_study_arguments(p)

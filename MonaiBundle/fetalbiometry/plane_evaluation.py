@@ -17,7 +17,8 @@ means are over the measured frames. The regression CNNs give an HC and no ellips
 ADF are defined for them; a femur has a length and no ellipse, so likewise.
 
 Frames come as :class:`PlaneCase` (frame, pixel size, plane, reference): from HC18
-(:func:`hc18_case`), from the phantom generator (:func:`phantom_case`) or from a user's datalist.
+(:func:`hc18_case`), from the phantom generator (:func:`phantom_case`) or from a user's datalist
+(:func:`datalist_case`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tqdm import tqdm
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
 from fetalbiometry.biometry.planes import PLANE_MEASURES, measure_plane
 from fetalbiometry.data.hc18 import HC18Record, read_annotation, read_frame
+from fetalbiometry.data.hc18_dataset import AnnotatedPlane
 from fetalbiometry.data.synthetic import PlanePhantom
 from fetalbiometry.errors import InputError, NoMeasurementError
 from fetalbiometry.io import atomic_output
@@ -46,6 +48,7 @@ __all__ = [
     "PUBLISHED_HC18",
     "PlaneCase",
     "PlaneResult",
+    "datalist_case",
     "ellipse_dice",
     "ellipse_hausdorff_mm",
     "evaluate_case",
@@ -99,18 +102,21 @@ def phantom_case(phantom: PlanePhantom, name: str = "") -> PlaneCase:
     """A synthetic plane of :func:`fetalbiometry.data.synthetic.make_plane` with its true measurement."""
     truth = phantom.truth
     plane = str(truth["kind"])
-    ellipse = None
-    if plane != "femur":
-        ellipse = Ellipse(
-            float(truth["center_x_px"]),
-            float(truth["center_y_px"]),
-            float(truth["semi_axes_a_px"]),
-            float(truth["semi_axes_b_px"]),
-            float(truth["angle_rad"]),
-        )
+    structure = phantom.structure
+    ellipse = structure if isinstance(structure, Ellipse) else None
     frame = sitk.GetArrayFromImage(phantom.image)
     reference = float(truth[f"{PLANE_MEASURES[plane]}_mm"])
     return PlaneCase(name or f"{plane}-{truth['seed']}", frame, float(truth["pixel_size_mm"]), plane, reference, ellipse)
+
+
+def datalist_case(plane: AnnotatedPlane) -> PlaneCase:
+    """An annotated frame of a user's datalist (:func:`fetalbiometry.data.plane_dataset.read_plane_datalist`).
+
+    The reference is the annotation's measurement (:attr:`AnnotatedPlane.value_mm`): the perimeter
+    of the caliper or mask ellipse (HC, AC), the calipers' distance or the mask's length (FL).
+    """
+    ellipse = plane.structure if isinstance(plane.structure, Ellipse) else None
+    return PlaneCase(plane.name, plane.read_frame(), plane.pixel_size_mm, plane.plane, plane.value_mm, ellipse)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Every 2D network of the bundle is used the same way (:class:`PlanePredictor`):
 
 1. the frame (8-bit intensities / 255) is letterboxed to the network's ``spatial_size``
    (:func:`fetalbiometry.data.hc18_dataset.letterbox`: one scale for both axes, zero padding at the
-   bottom and right), exactly as in training, and z-scored for the regression CNNs;
+   bottom and right), exactly as in training, and z-scored for the regression CNNs (MONAI
+   ``NormalizeIntensity``, as in their training);
 2. the network runs; its output is read by :func:`network_outputs`;
 3. the foreground probability is mapped back onto the frame's own pixel grid through the inverse
    of the letterbox matrix (bilinear), so the 0.5 level, the fitted ellipse and every length are in
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from monai.bundle import ConfigParser
+from monai.transforms import NormalizeIntensity
 
 from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PlaneMeasurement, measure_plane
@@ -109,8 +111,10 @@ class PlanePredictor:
         network: a 2D network of :mod:`fetalbiometry.networks` (see :func:`network_outputs`).
         spatial_size: (rows, columns) the network was trained at.
         device: where it runs.
-        zscore: z-score the letterboxed frame (the regression CNNs' input); otherwise intensities
-            are / 255 as in training.
+        zscore: z-score the letterboxed frame, zero padding included, with MONAI's
+            ``NormalizeIntensity`` (the regression CNNs' input, as their configs' sample
+            transform ``NormalizeIntensityd(keys="image")``); otherwise intensities are / 255 as
+            in training.
         plane: the plane class when the network has no classifier.
         flip_averaging: average the foreground probability of the frame and of its left-right
             mirror (test-time augmentation; twice the run time).
@@ -141,9 +145,10 @@ class PlanePredictor:
         if not np.all(np.isfinite(frame)):
             raise InputError("the frame contains NaN or infinite values")
         scaled, matrix, scale = letterbox(frame.astype(np.float32) / 255.0, self.spatial_size)
-        if self.zscore:
-            scaled = (scaled - scaled.mean()) / max(float(scaled.std()), 1e-8)
-        return torch.from_numpy(scaled)[None, None].to(self.device), matrix, scale
+        image = scaled[None]
+        if self.zscore:  # the transform the regression configs train with (on the same numpy array)
+            image = NormalizeIntensity()(image)
+        return torch.from_numpy(np.asarray(image, dtype=np.float32))[None].to(self.device), matrix, scale
 
     @torch.no_grad()
     def predict(self, frame: np.ndarray) -> PlanePrediction:

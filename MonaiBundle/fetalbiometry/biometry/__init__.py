@@ -1,6 +1,7 @@
 """Fetal biometry: ellipse and rectangle fits (HC, AC, BPD, OFD, FL), measurement of a segmented
 plane by its class, gestational age, size-for-age centiles and estimated fetal weight."""
 
+from fetalbiometry.biometry.calipers import caliper_segment, ellipse_from_diameters, femur_from_endpoints
 from fetalbiometry.biometry.ellipse import (
     Ellipse,
     bpd_ofd,
@@ -37,4 +38,4 @@ from fetalbiometry.biometry.planes import (
     ellipse_overhang,
     measure_plane,
 )
-from fetalbiometry.biometry.rectangle import Rectangle, femur_length, fit_min_area_rectangle
+from fetalbiometry.biometry.rectangle import Rectangle, femur_length, fit_min_area_rectangle, rectangle_to_mask

@@ -25,7 +25,7 @@ import numpy as np
 from fetalbiometry.biometry.contour import largest_component
 from fetalbiometry.errors import InputError
 
-__all__ = ["Rectangle", "femur_length", "fit_min_area_rectangle"]
+__all__ = ["Rectangle", "femur_length", "fit_min_area_rectangle", "rectangle_to_mask"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,14 @@ class Rectangle:
         half_y = 0.5 * self.length * math.sin(self.angle)
         cx, cy = self.center
         return (cx - half_x, cy - half_y), (cx + half_x, cy + half_y)
+
+    @property
+    def corners(self) -> np.ndarray:
+        """The four corners, (4, 2) as (x, y), going round the rectangle."""
+        along = 0.5 * self.length * np.array([math.cos(self.angle), math.sin(self.angle)])
+        across = 0.5 * self.width * np.array([-math.sin(self.angle), math.cos(self.angle)])
+        signs = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+        return np.asarray(self.center) + signs[:, :1] * along + signs[:, 1:] * across
 
 
 def fit_min_area_rectangle(mask: np.ndarray) -> Rectangle:
@@ -118,3 +126,26 @@ def femur_length(mask: np.ndarray, pixel_size: float) -> float:
     if not pixel_size > 0:
         raise InputError(f"pixel size must be positive, got {pixel_size}")
     return fit_min_area_rectangle(mask).length * pixel_size
+
+
+def rectangle_to_mask(rectangle: Rectangle, shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise a filled rectangle: the pixels whose centres lie inside or on it.
+
+    The same rule as :func:`~fetalbiometry.biometry.ellipse.ellipse_to_mask`, and as the femur
+    masks of the phantom generator (the bar ``|u| ≤ length/2, |v| ≤ width/2`` along and across
+    the femur) and of Qazi et al. (a line of fixed width between the two end points).
+
+    Args:
+        rectangle: rectangle in pixels.
+        shape: (rows, columns) of the output.
+
+    Returns:
+        Boolean array of ``shape``.
+    """
+    if len(shape) != 2:
+        raise InputError(f"expected a 2D shape, got {tuple(shape)}")
+    rows, columns = np.ogrid[: shape[0], : shape[1]]
+    dx, dy = columns - rectangle.center[0], rows - rectangle.center[1]
+    cos, sin = math.cos(rectangle.angle), math.sin(rectangle.angle)
+    along, across = dx * cos + dy * sin, dy * cos - dx * sin
+    return (np.abs(along) <= 0.5 * rectangle.length) & (np.abs(across) <= 0.5 * rectangle.width)

@@ -54,6 +54,7 @@ __all__ = [
     "Scene",
     "check_ga",
     "check_seed",
+    "femur_diaphysis_width_mm",
     "rotation_2d",
 ]
 
@@ -619,6 +620,12 @@ class AbdomenSlice:
         return distance - 0.06 * b
 
 
+def femur_diaphysis_width_mm(length_mm: float) -> float:
+    """Thickness of the femur's ossified diaphysis in the phantoms, 2 mm + 5 % of FL (mm); also the
+    width of the femur masks drawn from caliper end points (:mod:`fetalbiometry.data.plane_dataset`)."""
+    return 2.0 + 0.05 * length_mm
+
+
 @dataclass(frozen=True)
 class FemurSlice:
     """The femur plane, in a frame with x along the femur: the ossified diaphysis is the bar
@@ -635,7 +642,7 @@ class FemurSlice:
         """A femur whose FL is the INTERGROWTH-21st mean + z·SD at ``ga_weeks`` (z from N(0, 1)
         truncated to ±2); the diaphysis echo is 2 mm + 5 % of FL thick."""
         length = _size_for_age("fl", check_ga(ga_weeks), _size_z_score(rng))
-        return cls(length, 2.0 + 0.05 * length, FourierNoise.random(rng, 2, (3.0, 12.0)))
+        return cls(length, femur_diaphysis_width_mm(length), FourierNoise.random(rng, 2, (3.0, 12.0)))
 
     @property
     def view_mm(self) -> float:

@@ -185,7 +185,7 @@ def structure_overhang(structure: PlaneStructure, shape: Sequence[int]) -> float
 
 
 def measured_length(structure: PlaneStructure) -> float:
-    """What the plane's biometry measures, in pixels: an ellipse's Ramanujan perimeter (HC, AC), a femur bar's length (FL)."""
+    """What a plane's biometry measures (pixels): the ellipse's Ramanujan perimeter (HC, AC), the bar's length (FL)."""
     if isinstance(structure, Rectangle):
         return structure.length
     return structure.circumference

@@ -40,6 +40,7 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from fetalbiometry.biometry.ellipse import Ellipse
+from fetalbiometry.biometry.rectangle import Rectangle
 from fetalbiometry.data.anatomy import (
     AbdomenSlice,
     FemurSlice,
@@ -335,6 +336,19 @@ class PlanePhantom:
     image: sitk.Image
     mask: sitk.Image
     truth: dict[str, float | int | str]
+
+    @property
+    def structure(self) -> Ellipse | Rectangle:
+        """The measured structure in pixels, whose rasterisation is :attr:`mask`: the head or
+        abdomen :class:`Ellipse`, or the femur's bar as a :class:`Rectangle` (length FL)."""
+        truth = self.truth
+        if truth["kind"] != "femur":
+            keys = ("center_x_px", "center_y_px", "semi_axes_a_px", "semi_axes_b_px", "angle_rad")
+            return Ellipse(*(float(truth[key]) for key in keys))
+        x1, y1, x2, y2 = (float(truth[key]) for key in ("x1_px", "y1_px", "x2_px", "y2_px"))
+        width = float(truth["width_mm"]) / float(truth["pixel_size_mm"])
+        angle = math.atan2(y2 - y1, x2 - x1) % math.pi
+        return Rectangle((0.5 * (x1 + x2), 0.5 * (y1 + y2)), float(truth["fl_px"]), width, angle)
 
 
 def _plane_scene(kind: str, seed: int, ga_weeks: float, rng: np.random.Generator) -> Scene:

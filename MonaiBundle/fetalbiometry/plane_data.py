@@ -1,0 +1,124 @@
+"""Where the multi-task U-Net's frames come from: synthetic planes, or a user's datalist.
+
+``configs/biometry/train.json`` trains on HC18, which has heads only. The multi-task U-Net
+(``multitask_unet.json``) replaces its ``train_dataset``, ``validation_cases`` and ``test_cases``
+with those of a source that has all three planes:
+
+- :class:`SyntheticPlanes`: head, abdomen and femur planes of the phantom generator, each part
+  (training, validation, test) drawn from its own range of seeds, so no phantom is in two parts;
+- :class:`DatalistPlanes`: a user's annotated frames listed in a datalist
+  (:mod:`fetalbiometry.data.plane_dataset`), split into parts by the user.
+
+Both give training samples (``samples``) and evaluation frames with their reference
+(``cases``, :class:`~fetalbiometry.plane_evaluation.PlaneCase`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from fetalbiometry.biometry.planes import PLANE_CLASSES
+from fetalbiometry.data.hc18_dataset import IDENTITY, AnnotatedPlane, PlaneAugmentation, PlaneSampleDataset
+from fetalbiometry.data.plane_dataset import DATALIST_PARTS, SyntheticPlaneDataset, read_plane_datalist
+from fetalbiometry.errors import InputError
+from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, phantom_case
+
+__all__ = ["DatalistPlanes", "SyntheticPlanes"]
+
+
+def _check_part(part: str) -> None:
+    if part not in DATALIST_PARTS:
+        raise ValueError(f"part must be one of {', '.join(DATALIST_PARTS)}, got {part!r}.")
+
+
+class SyntheticPlanes:
+    """Synthetic head, abdomen and femur planes, by part.
+
+    Each part is a :class:`~fetalbiometry.data.plane_dataset.SyntheticPlaneDataset` of its own seeds.
+
+    Args:
+        lengths: number of planes of each part, e.g. ``{"training": 600, "validation": 60, "test": 150}``.
+        base_seeds: first seed of each part, e.g. ``{"training": 0, "validation": 100000, "test": 200000}``.
+        max_images: at most this many planes per part (for quick runs); all when None.
+        kinds: the plane kinds, cycled through.
+
+    Raises:
+        ValueError: a part without a length or seed, or two parts whose seed ranges overlap.
+    """
+
+    def __init__(
+        self,
+        lengths: Mapping[str, int],
+        base_seeds: Mapping[str, int],
+        max_images: int | None = None,
+        kinds: Sequence[str] = PLANE_CLASSES,
+    ) -> None:
+        if set(lengths) != set(DATALIST_PARTS) or set(base_seeds) != set(DATALIST_PARTS):
+            raise ValueError(f"give a length and a base seed for each of {', '.join(DATALIST_PARTS)}.")
+        self.lengths = {part: min(lengths[part], max_images or lengths[part]) for part in DATALIST_PARTS}
+        self.base_seeds = dict(base_seeds)
+        self.kinds = tuple(kinds)
+        ranges = sorted((self.base_seeds[part], self.base_seeds[part] + lengths[part], part) for part in DATALIST_PARTS)
+        for (_, end, first), (start, _, second) in zip(ranges, ranges[1:]):
+            if start < end:
+                raise ValueError(f"the seeds of the {first} and {second} planes overlap.")
+
+    def samples(self, part: str, spatial_size: Sequence[int], transform: Callable | None = None) -> Dataset:
+        """The planes of ``part`` as training samples (no offline augmentation: every phantom is a new pose)."""
+        _check_part(part)
+        length, base_seed = self.lengths[part], self.base_seeds[part]
+        return SyntheticPlaneDataset(length, base_seed, spatial_size, self.kinds, transform=transform)
+
+    def cases(self, part: str) -> list[PlaneCase]:
+        """Each plane of ``part`` with its true HC, AC or FL (:func:`~fetalbiometry.plane_evaluation.phantom_case`)."""
+        _check_part(part)
+        planes = SyntheticPlaneDataset(self.lengths[part], self.base_seeds[part], kinds=self.kinds)
+        return [phantom_case(planes.phantom(index)) for index in range(len(planes))]
+
+
+class DatalistPlanes:
+    """A user's annotated frames by the parts of their datalist (:mod:`fetalbiometry.data.plane_dataset`).
+
+    Args:
+        path: the datalist JSON file.
+        augmentations: offline augmentations of the training frames (e.g. the MTLN's flips and
+            rotations, :data:`~fetalbiometry.data.hc18_dataset.MTLN_AUGMENTATIONS`); those that
+            move a structure out of the image are dropped.
+        max_images: at most this many frames per part (for quick runs); all when None.
+
+    Raises:
+        InputError: the datalist or one of its entries is bad (see ``read_plane_datalist``).
+    """
+
+    def __init__(
+        self, path: str | Path, augmentations: Sequence[PlaneAugmentation] = (IDENTITY,), max_images: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.parts = {part: planes[:max_images] for part, planes in read_plane_datalist(path).items()}
+        self.augmentations = tuple(augmentations)
+
+    def _planes(self, part: str) -> list[AnnotatedPlane]:
+        _check_part(part)
+        if not self.parts[part]:
+            raise InputError(f"{self.path}: the datalist has no {part} entries")
+        return self.parts[part]
+
+    def samples(self, part: str, spatial_size: Sequence[int], transform: Callable | None = None) -> Dataset:
+        """The frames of ``part`` as training samples, the training part augmented.
+
+        Raises:
+            InputError: the part is empty.
+        """
+        augmentations = self.augmentations if part == "training" else (IDENTITY,)
+        return PlaneSampleDataset(self._planes(part), spatial_size, augmentations, transform)
+
+    def cases(self, part: str) -> list[PlaneCase]:
+        """The frames of ``part`` with their reference (:func:`~fetalbiometry.plane_evaluation.datalist_case`).
+
+        Raises:
+            InputError: the part is empty.
+        """
+        return [datalist_case(plane) for plane in self._planes(part)]

@@ -1,0 +1,347 @@
+"""``fetalbiometry measure`` and ``fetalbiometry hc``: JSON keys and units, submission rows, overlays,
+exit codes, refusals and one-line errors.
+
+No trained 2D model is needed. The measuring paths run a :class:`PlanePredictor` around a stand-in
+network whose logits are a known mask (a synthetic plane's own structure mask, or the bright
+pixels of a drawn ellipse), so the expected HC, FL and ellipse are known analytically; the paths
+without a measurement run the real MTLN of ``configs/biometry/mtln.json`` with weights that
+segment nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import torch.nn as nn
+from monai.bundle import ConfigParser
+
+from fetalbiometry import BUNDLE_ROOT, plane_model
+from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
+from fetalbiometry.cli import build_parser, main
+from fetalbiometry.data import hc18
+from fetalbiometry.data.hc18_dataset import letterbox
+from fetalbiometry.data.synthetic import make_plane
+from fetalbiometry.errors import InputError
+from fetalbiometry.plane_commands import NO_MEASUREMENT_EXIT_CODE, read_plane_image
+from fetalbiometry.plane_model import PlanePredictor
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "FetalHeadSeg"))
+from FetalHeadSegLib import results  # noqa: E402
+
+SPATIAL_SIZE = (128, 192)  # a 160 x 240 phantom is letterboxed at scale 0.8
+HEAD_KEYS = {"plane", "hc_mm", "bpd_mm", "ofd_mm", "ellipse", "pixel_size_mm"} | {
+    "ga_weeks_hadlock", "ga_weeks_intergrowth", "centile"
+}
+
+
+class MaskLogits(nn.Module):
+    """Logits whose 0.5 probability level is a given mask, drawn on the letterboxed grid."""
+
+    def __init__(self, mask: np.ndarray, spatial_size=SPATIAL_SIZE) -> None:
+        super().__init__()
+        on_grid, _, _ = letterbox(mask.astype(np.float32), spatial_size)
+        foreground = torch.from_numpy(20.0 * (on_grid - 0.5))
+        self.register_buffer("logits", torch.stack([torch.zeros_like(foreground), foreground])[None])
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(image.shape[0], -1, -1, -1)
+
+
+class BrightPixels(nn.Module):
+    """Segments the pixels brighter than half scale (frames of drawn filled ellipses)."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        foreground = 20.0 * (image - 0.5)
+        return torch.cat([torch.zeros_like(foreground), foreground], dim=1)
+
+
+@pytest.fixture
+def use_network(monkeypatch):
+    """Make the commands' ``load_plane_predictor`` wrap a given network; returns the overrides it got."""
+    calls: list[dict] = []
+
+    def install(network: nn.Module, plane: str = "head") -> list[dict]:
+        def load(model_path=None, network_config="mtln.json", device="auto", **overrides):
+            calls.append(overrides)
+            return PlanePredictor(network, SPATIAL_SIZE, "cpu", plane=overrides.get("plane", plane))
+
+        monkeypatch.setattr(plane_model, "load_plane_predictor", load)
+        return calls
+
+    return install
+
+
+@pytest.fixture(scope="module")
+def blank_mtln(tmp_path_factory) -> Path:
+    """The MTLN of mtln.json with random weights and a final layer that segments nothing."""
+    parser = ConfigParser()
+    parser.read_config(BUNDLE_ROOT / "configs" / "biometry" / "mtln.json")
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    final_conv = [module for module in network.final_block.modules() if isinstance(module, nn.Conv2d)][-1]
+    with torch.no_grad():
+        final_conv.weight.zero_()
+        final_conv.bias.copy_(torch.tensor([2.0, -2.0]))  # background everywhere
+    path = tmp_path_factory.mktemp("model") / "mtln-blank.pt"
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def _phantom_png(kind: str, seed: int, folder: Path):
+    phantom = make_plane(kind, seed)
+    path = folder / f"{kind}{seed}.png"
+    cv2.imwrite(str(path), sitk.GetArrayFromImage(phantom.image))
+    return phantom, path
+
+
+def _run_json(argv: list[str], capsys) -> tuple[int, dict]:
+    code = main([*argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+# --- measure ----------------------------------------------------------------------------------------
+
+
+def test_measure_head_json_keys_units_and_overlay(tmp_path, capsys, use_network):
+    phantom, image = _phantom_png("head", 3, tmp_path)
+    truth, pixel_size = phantom.truth, phantom.truth["pixel_size_mm"]
+    use_network(MaskLogits(sitk.GetArrayFromImage(phantom.mask)))
+    overlay = tmp_path / "overlay.png"
+    code, report = _run_json(
+        ["measure", str(image), "--pixel-size", str(pixel_size), "--ga", "22", "--overlay", str(overlay)], capsys
+    )
+    assert code == 0
+    assert set(report) == HEAD_KEYS and report["plane"] == "head"
+    assert report["pixel_size_mm"] == pytest.approx(pixel_size)
+    hc = report["hc_mm"]
+    assert hc == pytest.approx(truth["hc_mm"], rel=0.02)
+    assert report["bpd_mm"] == pytest.approx(truth["bpd_mm"], rel=0.03)
+    assert report["ofd_mm"] == pytest.approx(truth["ofd_mm"], rel=0.03)
+    ellipse = report["ellipse"]
+    assert ellipse["cx"] == pytest.approx(truth["center_x_mm"], abs=2 * pixel_size)
+    assert ellipse["cy"] == pytest.approx(truth["center_y_mm"], abs=2 * pixel_size)
+    assert 2 * ellipse["a"] == pytest.approx(report["ofd_mm"]) and 2 * ellipse["b"] == pytest.approx(report["bpd_mm"])
+    # Hadlock 1984 (HC in cm) and the INTERGROWTH-21st dating formula (HC in mm), by hand
+    x = hc / 10.0
+    assert report["ga_weeks_hadlock"] == pytest.approx(8.96 + 0.540 * x + 0.0003 * x**3)
+    days = math.exp(0.05970 * math.log(hc) ** 2 + 6.409e-9 * hc**3 + 3.3258)
+    assert report["ga_weeks_intergrowth"] == pytest.approx(days / 7.0)
+    assert 0.0 < report["centile"] < 100.0
+
+    parsed = results.parse_measurement(json.dumps(report))
+    assert parsed.plane == "head" and parsed.value_mm == pytest.approx(hc)
+    assert parsed.ellipse_mm == pytest.approx(tuple(ellipse[key] for key in ("cx", "cy", "a", "b", "theta")))
+
+    drawn = cv2.imread(str(overlay), cv2.IMREAD_COLOR)
+    assert drawn.shape[:2] == phantom.image.GetSize()[::-1]
+    green = (drawn[..., 1].astype(int) - drawn[..., 2]) > 100
+    fitted_px = Ellipse(**ellipse).scaled(1 / pixel_size)
+    on_outline = np.round(ellipse_outline(fitted_px, 90)).astype(int)
+    assert green[on_outline[:, 1], on_outline[:, 0]].mean() > 0.8
+
+
+def test_measure_femur_with_plane_override(tmp_path, capsys, use_network):
+    phantom, image = _phantom_png("femur", 1, tmp_path)
+    truth, pixel_size = phantom.truth, phantom.truth["pixel_size_mm"]
+    calls = use_network(MaskLogits(sitk.GetArrayFromImage(phantom.mask)))
+    code, report = _run_json(["measure", str(image), "--pixel-size", str(pixel_size), "--plane", "femur"], capsys)
+    assert code == 0 and calls == [{"plane": "femur"}]
+    assert report["plane"] == "femur" and "hc_mm" not in report and "ellipse" not in report
+    assert report["fl_mm"] == pytest.approx(truth["fl_mm"], rel=0.04)
+    assert report["ga_weeks_intergrowth"] is None and report["centile"] is None
+    x = report["fl_mm"] / 10.0
+    assert report["ga_weeks_hadlock"] == pytest.approx(10.35 + 2.460 * x + 0.170 * x**2)
+    ends = sorted(report["femur_endpoints"])
+    expected = sorted([[truth[f"x{k}_px"] * pixel_size, truth[f"y{k}_px"] * pixel_size] for k in (1, 2)])
+    np.testing.assert_allclose(ends, expected, atol=3 * pixel_size)
+    assert results.parse_measurement(json.dumps(report)).femur_endpoints_mm is not None
+
+    assert main(["measure", str(image), "--pixel-size", str(pixel_size), "--plane", "femur"]) == 0
+    text = capsys.readouterr().out
+    assert f"FL: {report['fl_mm']:.2f} mm" in text and "plane: femur" in text
+
+
+def test_measure_without_a_measurement_exits_2(tmp_path, capsys, blank_mtln):
+    _, image = _phantom_png("head", 0, tmp_path)
+    overlay = tmp_path / "overlay.png"
+    code, report = _run_json(
+        ["measure", str(image), "--pixel-size", "0.2", "--model", str(blank_mtln), "--device", "cpu"]
+        + ["--overlay", str(overlay)],
+        capsys,
+    )
+    assert code == NO_MEASUREMENT_EXIT_CODE == 2
+    assert set(report) == {"plane", "no_measurement"} and report["plane"] == "head"
+    assert "empty mask" in report["no_measurement"]
+    assert not overlay.exists()
+    parsed = results.parse_measurement(json.dumps(report))
+    assert isinstance(parsed, results.NoPlaneMeasurement)
+    assert results.measurement_summary(parsed) == f"no measurement: {report['no_measurement']}"
+
+    assert main(["measure", str(image), "--pixel-size", "0.2", "--model", str(blank_mtln), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"no measurement: {report['no_measurement']}" and captured.err == ""
+
+
+def test_single_slice_volume_is_a_plane_and_spacing_is_its_pixel_size(tmp_path):
+    array = np.linspace(-1.0, 3.0, 6 * 8, dtype=np.float32).reshape(1, 6, 8)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.25, 0.25, 2.0))
+    path = tmp_path / "slice.nrrd"
+    sitk.WriteImage(image, str(path))
+    plane = read_plane_image(path)
+    assert plane.pixels.shape == (6, 8) and plane.pixels.dtype == np.uint8
+    assert plane.pixel_size_mm == 0.25
+    assert plane.pixels.min() == 0 and plane.pixels.max() == 255  # [min, max] → [0, 255]
+    assert read_plane_image(path, pixel_size=0.5).pixel_size_mm == 0.5
+
+    image.SetSpacing((0.25, 0.3, 2.0))
+    sitk.WriteImage(image, str(path))
+    with pytest.raises(InputError, match="not square"):
+        read_plane_image(path)
+    assert read_plane_image(path, pixel_size=0.3).pixel_size_mm == 0.3
+
+
+def _write_volume(path: Path, array: np.ndarray) -> Path:
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_input, expected",
+    [
+        (lambda d: d / "missing.png", "not found"),
+        (lambda d: _write_volume(d / "volume.nrrd", np.zeros((3, 8, 8), np.uint8)), "3D volume"),
+        (lambda d: _write_volume(d / "nan.nrrd", np.where(np.eye(5, dtype=bool), np.nan, 0)[None].astype("f4")), "NaN"),
+    ],
+)
+def test_bad_input_one_line_exit_1_as_a_process(tmp_path, make_input, expected):
+    process = subprocess.run(
+        [sys.executable, "-m", "fetalbiometry.cli", "measure", str(make_input(tmp_path)), "--json"],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert process.returncode == 1 and process.stdout == ""
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in process.stderr
+    assert lines[0].startswith("fetalbiometry: error:") and expected.lower() in lines[0].lower()
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ([], "pixel size"),
+        (["--pixel-size", "0"], "positive"),
+        (["--pixel-size", "nan"], "positive"),
+        (["--pixel-size", "0.2", "--ga", "45"], "14-40 weeks"),
+        (["--pixel-size", "0.2", "--overlay", "drawn.jpg"], ".png"),
+        (["--pixel-size", "0.2", "--model", "absent.pt", "--device", "cpu"], "model file not found"),
+    ],
+)
+def test_bad_arguments_one_line_exit_1(tmp_path, capsys, extra, expected):
+    _, image = _phantom_png("head", 0, tmp_path)
+    argv = [str(tmp_path / arg) if arg in ("drawn.jpg", "absent.pt") else arg for arg in extra]
+    assert main(["measure", str(image), *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+
+
+def test_measure_refuses_to_draw_over_its_input(tmp_path, capsys):
+    _, image = _phantom_png("head", 0, tmp_path)
+    before = image.read_bytes()
+    assert main(["measure", str(image), "--pixel-size", "0.2", "--overlay", str(image)]) == 1
+    assert "input" in capsys.readouterr().err
+    assert image.read_bytes() == before
+
+
+# --- hc -----------------------------------------------------------------------------------------------
+
+# (file name, ellipse in pixels) of 160 x 240 frames; the second runs out of the frame
+HC_FRAMES = {
+    "001_HC.png": Ellipse(120.0, 80.0, 60.0, 45.0, 0.4),
+    "002_HC.png": Ellipse(210.0, 80.0, 60.0, 45.0, 0.0),
+    "003_2HC.png": Ellipse(110.0, 75.0, 50.0, 40.0, 2.0),
+}
+
+
+def _hc_folder(folder: Path, pixel_size: float = 0.25, missing: str | None = "004_HC.png") -> Path:
+    for name, ellipse in HC_FRAMES.items():
+        cv2.imwrite(str(folder / name), ellipse_to_mask(ellipse, (160, 240)).astype(np.uint8) * 200)
+    names = [*HC_FRAMES, *([missing] if missing else [])]
+    csv_path = folder / "training_set_pixel_size_and_HC.csv"  # the training layout: HC column too
+    csv_path.write_text(
+        "filename,pixel size(mm),head circumference (mm)\n" + "".join(f"{name},{pixel_size},150.0\n" for name in names),
+        encoding="utf-8",
+    )
+    return csv_path
+
+
+def test_hc_submission_rows_overlays_and_report(tmp_path, capsys, use_network):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    csv_path = _hc_folder(frames)
+    use_network(BrightPixels())
+    out, overlays = tmp_path / "submission.csv", tmp_path / "overlays"
+    code = main(["hc", str(frames), "--pixel-size-csv", str(csv_path), "--out", str(out), "--overlays", str(overlays)])
+    captured = capsys.readouterr()
+    assert code == 1  # one image could not be read; the others are still in the CSV
+
+    with out.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == list(hc18.SUBMISSION_COLUMNS)
+    assert [row[0] for row in rows[1:]] == ["001_HC.png", "002_HC.png", "003_2HC.png", "004_HC.png"]
+    assert rows[2][1:] == [""] * 5 and rows[4][1:] == [""] * 5
+    submission = hc18.read_submission(out)
+    for name in ("001_HC.png", "003_2HC.png"):
+        expected = HC_FRAMES[name].to_mm(0.25)
+        got = submission[name]
+        assert (got.cx, got.cy) == pytest.approx((expected.cx, expected.cy), abs=0.1)
+        assert got.circumference == pytest.approx(expected.circumference, rel=0.01)
+        assert got.theta == pytest.approx(expected.theta, abs=0.02)
+
+    problems = captured.err.strip().splitlines()
+    assert len(problems) == 2
+    assert problems[0].startswith("002_HC.png: no measurement: ") and "border" in problems[0]
+    assert problems[1].startswith("004_HC.png: error: ") and "not found" in problems[1]
+    assert "4 images, 2 measured, 1 without a measurement, 1 could not be read" in captured.out
+    assert sorted(path.name for path in overlays.iterdir()) == ["001_HC_overlay.png", "003_2HC_overlay.png"]
+
+
+def test_hc_without_measurements_leaves_rows_empty_and_exits_0(tmp_path, capsys, blank_mtln):
+    csv_path = _hc_folder(tmp_path, missing=None)
+    out = tmp_path / "submission.csv"
+    model = ["--model", str(blank_mtln), "--device", "cpu"]
+    code = main(["hc", str(tmp_path), "--pixel-size-csv", str(csv_path), "--out", str(out), *model])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert hc18.read_submission(out) == {name: None for name in HC_FRAMES}
+    assert captured.out.strip().splitlines()[-1] == "3 images, 0 measured, 3 without a measurement"
+    assert all("no measurement: no HC: empty mask" in line for line in captured.err.strip().splitlines())
+
+
+def test_hc_refuses_to_overwrite_its_csv(tmp_path, capsys):
+    csv_path = _hc_folder(tmp_path)
+    before = csv_path.read_bytes()
+    assert main(["hc", str(tmp_path), "--pixel-size-csv", str(csv_path), "--out", str(csv_path)]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert csv_path.read_bytes() == before
+
+
+def test_default_network_is_the_shipped_plane_network():
+    for command in ("hc", "measure"):
+        required = ["--pixel-size-csv", "c", "--out", "o"] if command == "hc" else []
+        args = build_parser().parse_args([command, "x", *required])
+        assert args.network_config == plane_model.SHIPPED_PLANE_NETWORK
