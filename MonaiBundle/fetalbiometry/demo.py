@@ -1,13 +1,17 @@
-"""What ``make demo`` runs: a phantom head volume segmented and measured, and three 2D planes measured.
+"""What ``make demo`` runs: a phantom head volume segmented, real HC18 frames and three 2D planes measured.
 
 1. A synthetic 3D head volume (:func:`~fetalbiometry.data.synthetic.make_head_volume`) is
    written to disk, read back, segmented by the bundle's shipped model and compared with its
    ground-truth label (DSC, Conf, Jacc, Adb, Hdb, volumes).
-2. Synthetic head, abdomen and femur planes are measured from their ground-truth masks
+2. The HC18 sample frames bundled in ``sample_data/hc18`` (CC BY 4.0, van den Heuvel et al. 2018;
+   from the project's test split, never trained on) are measured by the shipped HC model: HC,
+   GA and the difference to the sonographer's HC, with an overlay of the fitted ellipse each.
+3. Synthetic head, abdomen and femur planes are measured from their ground-truth masks
    (:func:`~fetalbiometry.biometry.planes.measure_plane`) and the measurements give GA,
    INTERGROWTH-21st centiles at the phantom's true GA, and the Hadlock EFW.
 
-Every number printed is computed here, in this run; the truths come from the generator.
+Every number printed is computed here, in this run; the truths come from the generator or from
+the HC18 sonographers.
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry import growth
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES, measure_plane
 from fetalbiometry.cli import gestational_age_report
+from fetalbiometry.data.hc18 import read_frame, read_records
 from fetalbiometry.data.synthetic import make_head_volume, make_plane
 from fetalbiometry.errors import FetalBiometryError
 from fetalbiometry.io import array_spacing, read_image, write_image
 from fetalbiometry.metrics import evaluate_images
 
 DEMO_SEED = 2026
+HC18_SAMPLES = BUNDLE_ROOT / "sample_data" / "hc18"
 
 
 def segment_phantom_volume(out_dir: Path) -> None:
@@ -55,6 +62,28 @@ def segment_phantom_volume(out_dir: Path) -> None:
         f"  head volume: segmented {metrics.volume_pred_ml:.1f} mL, truth {metrics.volume_ref_ml:.1f} mL "
         f"(voxel {' x '.join(f'{s:.2f}' for s in array_spacing(label))} mm)"
     )
+
+
+def measure_hc18_samples(out_dir: Path) -> None:
+    """Measure HC on the bundled HC18 frames with the shipped model and compare with the sonographers."""
+    from fetalbiometry.plane_commands import measure_frame, write_overlay
+    from fetalbiometry.plane_model import load_plane_predictor
+
+    predictor = load_plane_predictor()
+    print("HC18 sample frames (CC BY 4.0, van den Heuvel et al. 2018), shipped HC model:")
+    for record in read_records(HC18_SAMPLES / "samples.csv", HC18_SAMPLES):
+        frame = read_frame(record)
+        result = measure_frame(predictor, frame, record.pixel_size_mm)
+        if result.measurement is None:
+            print(f"  {record.filename}: no measurement: {result.no_measurement}")
+            continue
+        hc_mm = result.measurement.value_mm
+        overlay = write_overlay(out_dir / f"{Path(record.filename).stem}_overlay.png", frame, result.measurement)
+        print(
+            f"  {record.filename}: HC {hc_mm:6.1f} mm, sonographer {record.hc_mm:6.1f} mm "
+            f"({hc_mm - record.hc_mm:+.1f} mm); GA Hadlock {growth.ga_hadlock_hc(hc_mm):.1f} weeks, "
+            f"INTERGROWTH-21st {growth.ga_intergrowth_hc(hc_mm):.1f} weeks -> {overlay}"
+        )
 
 
 def measure_phantom_planes() -> None:
@@ -90,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         segment_phantom_volume(args.out)
+        measure_hc18_samples(args.out)
         measure_phantom_planes()
     except FetalBiometryError as error:
         print(f"demo: error: {error}", file=sys.stderr)

@@ -279,16 +279,6 @@ def _subpixel(points_xy: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(points_xy) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
 
 
-def _rectangle_corners(rectangle: Rectangle) -> np.ndarray:
-    """The 4 corners (x, y) of a rectangle, in order around it."""
-    along = 0.5 * rectangle.length * np.array([math.cos(rectangle.angle), math.sin(rectangle.angle)])
-    across = 0.5 * rectangle.width * np.array([-math.sin(rectangle.angle), math.cos(rectangle.angle)])
-    center = np.asarray(rectangle.center)
-    return np.stack(
-        [center - along - across, center + along - across, center + along + across, center - along + across]
-    )
-
-
 def draw_measurement(frame: np.ndarray, measurement: PlaneMeasurement) -> np.ndarray:
     """The frame in colour with the measurement drawn on it.
 
@@ -309,7 +299,7 @@ def draw_measurement(frame: np.ndarray, measurement: PlaneMeasurement) -> np.nda
         outline = ellipse_outline(measurement.ellipse, 360)
         cv2.polylines(image, [_subpixel(outline)], True, _OVERLAY_COLOR_BGR, **style)
     if measurement.rectangle is not None:
-        corners = _subpixel(_rectangle_corners(measurement.rectangle))
+        corners = _subpixel(measurement.rectangle.corners)
         cv2.polylines(image, [corners], True, _RECTANGLE_COLOR_BGR, **style)
         start, end = (tuple(int(v) for v in _subpixel(point)) for point in measurement.rectangle.endpoints)
         cv2.line(image, start, end, _OVERLAY_COLOR_BGR, **style)
