@@ -24,6 +24,7 @@ from fetalbiometry.plane_evaluation import (
     summarize_planes,
     write_evaluation,
 )
+from fetalbiometry import plane_report
 from fetalbiometry.plane_model import PlanePredictor, network_outputs
 from fetalbiometry.plane_training import PlaneLoss, PlaneValidation, hc18_splits
 
@@ -168,3 +169,16 @@ def test_hc18_splits_are_by_subject_and_fixed():
     assert total == len(hc18.training_records(HC18_DIR))
     assert math.isclose(len(subjects["test"]) / sum(map(len, subjects.values())), 0.25, abs_tol=0.01)
     assert [record.filename for record in hc18_splits(HC18_DIR)["test"]] == [r.filename for r in splits["test"]]
+
+
+def test_comparison_table_puts_ours_beside_the_published(tmp_path):
+    predictor = PlanePredictor(ThresholdNetwork(), (160, 256))
+    case = PlaneCase("good", ellipse_frame(), 0.1, "head", TRUE_ELLIPSE.circumference * 0.1, TRUE_ELLIPSE)
+    summary = write_evaluation([evaluate_case(predictor, case)], tmp_path)
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    assert plane_report.main([f"ours={tmp_path / 'bad.json'}"]) == 1
+    table = plane_report.comparison_table({"ours": summary}).splitlines()
+    ours = table[2].split(" | ")
+    assert ours[0] == "| ours" and ours[1] == "1 / 1"
+    assert ours[4] == f"{summary['adf_mm']['mean']:.2f} ± 0.00"
+    assert any(line.startswith("| MTLN (Sobhaninia et al. 2019) (published) | – | 96.84 |") for line in table)

@@ -1,0 +1,72 @@
+"""The HC18 comparison table of docs/biometry.md: our networks' test figures beside the published ones.
+
+Each network's ``evaluating`` run (``configs/biometry/evaluate.json``) writes a ``summary.json``
+(:func:`fetalbiometry.plane_evaluation.summarize_planes`); this module puts them in one markdown
+table, mean ± SD, followed by the published figures of :data:`PUBLISHED_HC18`::
+
+    python -m fetalbiometry.plane_report MTLN=MonaiBundle/runs/biometry/mtln/evaluation/summary.json \\
+        U-Net=MonaiBundle/runs/biometry/unet/evaluation/summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fetalbiometry.plane_evaluation import PUBLISHED_HC18
+
+__all__ = ["comparison_table", "main"]
+
+_COLUMNS = (("dsc_percent", "DSC (%)"), ("df_mm", "DF (mm)"), ("adf_mm", "ADF (mm)"), ("hd_mm", "HD (mm)"))
+
+
+def _cell(figure: Mapping[str, float] | None) -> str:
+    return "–" if figure is None else f"{figure['mean']:.2f} ± {figure['sd']:.2f}"
+
+
+def comparison_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """A markdown table: one row per summary (name → ``summary.json`` content), then the published rows.
+
+    Our rows also give the number of frames measured, the worst ADF and the frames without a measurement.
+    """
+    header = "| network | frames measured | " + " | ".join(title for _, title in _COLUMNS) + " | worst ADF (mm) |"
+    lines = [header, "|" + "---|" * (len(_COLUMNS) + 3)]
+    for name, summary in summaries.items():
+        worst = summary["adf_mm"]["max"] if summary["adf_mm"] else None
+        cells = " | ".join(_cell(summary[key]) for key, _ in _COLUMNS)
+        worst_cell = "–" if worst is None else f"{worst:.2f}"
+        lines.append(f"| {name} | {summary['measured']} / {summary['images']} | {cells} | {worst_cell} |")
+    for name, figures in PUBLISHED_HC18.items():
+        cells = " | ".join(f"{figures[key]:.2f}" if key in figures else "–" for key, _ in _COLUMNS)
+        lines.append(f"| {name} (published) | – | {cells} | – |")
+    return "\n".join(lines) + "\n"
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH/summary.json, got {text!r}")
+    return name, Path(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.plane_report", description=__doc__.splitlines()[0])
+    parser.add_argument("summaries", nargs="+", type=_named_path, metavar="NAME=SUMMARY_JSON")
+    args = parser.parse_args(argv)
+    summaries = {}
+    for name, path in args.summaries:
+        try:
+            summaries[name] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            print(f"plane_report: cannot read {path}: {error}", file=sys.stderr)
+            return 1
+    print(comparison_table(summaries), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
