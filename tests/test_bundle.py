@@ -23,6 +23,7 @@ from monai.bundle import ConfigParser, ckpt_export, onnx_export, verify_metadata
 
 import fetalbiometry
 from fetalbiometry.data.synthetic import make_head_volume
+from fetalbiometry.inference import sha256_of
 from fetalbiometry.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import VARIANTS, AutoContextCascade
 
@@ -78,7 +79,9 @@ def test_metadata_verifies_offline_against_the_local_schema(monkeypatch, tmp_pat
     metadata = json.loads(META.read_text(encoding="utf-8"))
     assert metadata["schema"] == OFFICIAL_SCHEMA_URL
     assert metadata["required_packages_version"] == metadata["optional_packages_version"]
-    assert metadata["model_sha256"].keys() == {"models/model.pt"}
+    assert metadata["model_sha256"].keys() == {"models/model.pt", "models/hc_model.pt"}
+    for relative_path, checksum in metadata["model_sha256"].items():
+        assert sha256_of(fetalbiometry.BUNDLE_ROOT / relative_path) == checksum, relative_path
     assert "RECONSTRUCTION" in json.loads(SCHEMA.read_text(encoding="utf-8"))["description"]
 
     broken = dict(metadata)

@@ -167,9 +167,15 @@ def test_measure_femur_with_plane_override(tmp_path, capsys, use_network):
     np.testing.assert_allclose(ends, expected, atol=3 * pixel_size)
     assert results.parse_measurement(json.dumps(report)).femur_endpoints_mm is not None
 
-    assert main(["measure", str(image), "--pixel-size", str(pixel_size), "--plane", "femur"]) == 0
+    overlay = tmp_path / "femur.png"
+    assert main(["measure", str(image), "--pixel-size", str(pixel_size), "--plane", "femur", "--overlay", str(overlay)]) == 0
     text = capsys.readouterr().out
     assert f"FL: {report['fl_mm']:.2f} mm" in text and "plane: femur" in text
+    drawn = cv2.imread(str(overlay), cv2.IMREAD_COLOR)
+    green = (drawn[..., 1].astype(int) - drawn[..., 2]) > 100
+    midpoint = np.mean(report["femur_endpoints"], axis=0) / pixel_size  # (x, y) in pixels: on the drawn FL line
+    x, y = np.round(midpoint).astype(int)
+    assert green[y - 1 : y + 2, x - 1 : x + 2].any()
 
 
 def test_measure_without_a_measurement_exits_2(tmp_path, capsys, blank_mtln):

@@ -126,6 +126,24 @@ def test_evaluate_case_and_summary(tmp_path):
     assert rows[0].startswith("name,plane,predicted_plane") and len(rows) == 3
 
 
+def test_summary_and_table_go_plane_by_plane():
+    from fetalbiometry.plane_evaluation import PlaneResult
+
+    results = [
+        PlaneResult("h", "head", "head", 180.0, 182.0, 2.0, 2.0, 97.0, 1.0),
+        PlaneResult("a", "abdomen", "head", 200.0, 190.0, -10.0, 10.0, 95.0, 3.0),
+        PlaneResult("f", "femur", "femur", 40.0, 41.0, 1.0, 1.0),
+    ]
+    summary = summarize_planes(results)
+    assert list(summary["planes"]) == ["head", "abdomen", "femur"]
+    assert summary["plane_accuracy"] == pytest.approx(2 / 3)
+    assert summary["planes"]["abdomen"]["plane_accuracy"] == 0.0
+    assert summary["planes"]["femur"]["adf_mm"]["mean"] == 1.0 and summary["planes"]["femur"]["dsc_percent"] is None
+    rows = plane_report.plane_table({"mt": summary}).splitlines()[2:]
+    assert rows[1].split(" | ")[:5] == ["| mt", "abdomen", "1 / 1", "0.0", "95.00 ± 0.00"]
+    assert rows[2].split(" | ")[-1] == "– |"
+
+
 def test_plane_loss_takes_arguments_by_name():
     recorded = []
 

@@ -36,7 +36,7 @@ from scipy.spatial.distance import directed_hausdorff
 from tqdm import tqdm
 
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
-from fetalbiometry.biometry.planes import PLANE_MEASURES, measure_plane
+from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES, measure_plane
 from fetalbiometry.data.hc18 import HC18Record, read_annotation, read_frame
 from fetalbiometry.data.hc18_dataset import AnnotatedPlane
 from fetalbiometry.data.synthetic import PlanePhantom
@@ -208,14 +208,7 @@ def _mean_sd(values: Iterable[float | None]) -> dict[str, float] | None:
     }
 
 
-def summarize_planes(results: Sequence[PlaneResult]) -> dict[str, object]:
-    """Mean, SD, median and maximum of each figure over the measured frames, and the unmeasured ones.
-
-    Returns:
-        ``{"images": n, "measured": m, "plane_accuracy": fraction of frames whose plane the network
-        got right, "no_measurement": {name: reason}, "df_mm": {...}, "adf_mm": {...},
-        "dsc_percent": {...}, "hd_mm": {...}}`` (None for a figure the network does not give).
-    """
+def _figures(results: Sequence[PlaneResult]) -> dict[str, object]:
     return {
         "images": len(results),
         "measured": sum(result.value_mm is not None for result in results),
@@ -223,6 +216,20 @@ def summarize_planes(results: Sequence[PlaneResult]) -> dict[str, object]:
         "no_measurement": {result.name: result.no_measurement for result in results if result.no_measurement},
         **{key: _mean_sd(getattr(result, key) for result in results) for key in ("df_mm", "adf_mm", "dsc_percent", "hd_mm")},
     }
+
+
+def summarize_planes(results: Sequence[PlaneResult]) -> dict[str, object]:
+    """Mean, SD, median and maximum of each figure over the measured frames, and the unmeasured ones.
+
+    Returns:
+        ``{"images": n, "measured": m, "plane_accuracy": fraction of frames whose plane the network
+        got right, "no_measurement": {name: reason}, "df_mm": {...}, "adf_mm": {...},
+        "dsc_percent": {...}, "hd_mm": {...}, "planes": {plane: the same figures over the frames
+        of that reference plane}}`` (None for a figure the network does not give). HC, AC and FL
+        are different lengths, so a test set of several planes is read plane by plane.
+    """
+    by_plane = {plane: [result for result in results if result.plane == plane] for plane in PLANE_CLASSES}
+    return {**_figures(results), "planes": {plane: _figures(subset) for plane, subset in by_plane.items() if subset}}
 
 
 def write_evaluation(results: Sequence[PlaneResult], output_dir: str | Path) -> dict[str, object]:

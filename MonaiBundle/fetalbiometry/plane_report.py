@@ -1,11 +1,15 @@
-"""The HC18 comparison table of docs/biometry.md: our networks' test figures beside the published ones.
+"""The comparison tables of docs/biometry.md: our networks' test figures beside the published ones.
 
 Each network's ``evaluating`` run (``configs/biometry/evaluate.json``) writes a ``summary.json``
 (:func:`fetalbiometry.plane_evaluation.summarize_planes`); this module puts them in one markdown
-table, mean ± SD, followed by the published figures of :data:`PUBLISHED_HC18`::
+table, mean ± SD, followed by the published HC18 figures of :data:`PUBLISHED_HC18`::
 
     python -m fetalbiometry.plane_report MTLN=MonaiBundle/runs/biometry/mtln/evaluation/summary.json \\
         U-Net=MonaiBundle/runs/biometry/unet/evaluation/summary.json
+
+A summary over several planes (the multi-task U-Net on head, abdomen and femur planes) is also
+given plane by plane, with the plane classification accuracy, since HC, AC and FL errors do not
+pool.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from fetalbiometry.plane_evaluation import PUBLISHED_HC18
 
-__all__ = ["comparison_table", "main"]
+__all__ = ["comparison_table", "main", "plane_table"]
 
 _COLUMNS = (("dsc_percent", "DSC (%)"), ("df_mm", "DF (mm)"), ("adf_mm", "ADF (mm)"), ("hd_mm", "HD (mm)"))
 
@@ -46,6 +50,18 @@ def comparison_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plane_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """A markdown table with one row per network and reference plane, and each row's plane accuracy."""
+    header = "| network | plane | frames measured | plane accuracy (%) | " + " | ".join(title for _, title in _COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(_COLUMNS) + 4)]
+    for name, summary in summaries.items():
+        for plane, figures in summary["planes"].items():
+            cells = " | ".join(_cell(figures[key]) for key, _ in _COLUMNS)
+            accuracy = 100.0 * figures["plane_accuracy"]
+            lines.append(f"| {name} | {plane} | {figures['measured']} / {figures['images']} | {accuracy:.1f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def _named_path(text: str) -> tuple[str, Path]:
     name, separator, path = text.partition("=")
     if not separator or not name or not path:
@@ -65,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"plane_report: cannot read {path}: {error}", file=sys.stderr)
             return 1
     print(comparison_table(summaries), end="")
+    several_planes = {name: summary for name, summary in summaries.items() if len(summary.get("planes", {})) > 1}
+    if several_planes:
+        print()
+        print(plane_table(several_planes), end="")
     return 0
 
 
