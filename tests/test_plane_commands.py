@@ -351,3 +351,21 @@ def test_default_network_is_the_shipped_plane_network():
         required = ["--pixel-size-csv", "c", "--out", "o"] if command == "hc" else []
         args = build_parser().parse_args([command, "x", *required])
         assert args.network_config == plane_model.SHIPPED_PLANE_NETWORK
+
+
+def test_shipped_hc_model_measures_the_bundled_hc18_frames(tmp_path, capsys):
+    """``fetalbiometry hc`` with the shipped, checksum-verified weights on the four HC18 frames in the repo.
+
+    They are test-split frames, never trained on. The bound (5 % of the sonographer's HC) guards
+    against a broken checkpoint or a preprocessing mismatch; the accuracy figures are in
+    docs/biometry.md.
+    """
+    samples = BUNDLE_ROOT / "sample_data" / "hc18"
+    submission = tmp_path / "submission.csv"
+    code = main(["hc", str(samples), "--pixel-size-csv", str(samples / "samples.csv"), "--out", str(submission), "--device", "cpu"])
+    assert code == 0
+    ellipses = hc18.read_submission(submission)
+    records = hc18.read_records(samples / "samples.csv", samples)
+    assert set(ellipses) == {record.filename for record in records}
+    for record in records:
+        assert ellipses[record.filename].circumference == pytest.approx(record.hc_mm, rel=0.05), record.filename

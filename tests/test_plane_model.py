@@ -71,6 +71,8 @@ def test_predictor_refuses_bad_frames():
         predictor.predict(frame)
     with pytest.raises(InputError, match="plane"):
         PlanePredictor(ThresholdNetwork(), (160, 256), plane="thorax")
+    with pytest.raises(InputError, match="flip_averaging must be True or False; got 'false'"):
+        PlanePredictor(ThresholdNetwork(), (160, 256), flip_averaging="false")  # a CLI override's string
 
 
 def test_regression_output_is_converted_to_frame_pixels():

@@ -554,8 +554,10 @@ def test_extension_cmake():
         assert required in text
     for variable in ("HOMEPAGE", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
         assert re.search(rf'set\(EXTENSION_{variable} "[^"]+"', text), variable
-    icon_path = re.search(r"main/(FetalHeadSeg/Resources/Icons/FetalHeadSeg\.png)", text).group(1)
-    assert (REPO / icon_path).is_file()
+    for url_variable in ("ICONURL", "SCREENSHOTURLS"):  # each URL names a file of this repository
+        urls = re.search(rf'set\(EXTENSION_{url_variable} "([^"]+)"', text).group(1).split()
+        for url in urls:
+            assert (REPO / url.split("/main/", 1)[1]).is_file(), url
 
 
 _STUB_SLICER = """

@@ -104,6 +104,15 @@ class PlanePrediction:
         return self.probability >= 0.5
 
 
+def _foreground_on_frame(segmentation: torch.Tensor, matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The foreground probability of a one-image batch of logits, warped from the letterbox onto the frame."""
+    probability = torch.softmax(segmentation, dim=1)[0, 1].cpu().numpy().astype(np.float32)
+    rows, columns = shape
+    return cv2.warpAffine(
+        probability, matrix, (columns, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
+    )
+
+
 class PlanePredictor:
     """Run a 2D biometry network on frames of any size.
 
@@ -117,7 +126,14 @@ class PlanePredictor:
             in training.
         plane: the plane class when the network has no classifier.
         flip_averaging: average the foreground probability of the frame and of its left-right
-            mirror (test-time augmentation; twice the run time).
+            mirror (test-time augmentation; twice the run time). The mirrored frame is letterboxed
+            like any frame, as the flipped training samples were, rather than the letterbox
+            mirrored, which would put the padding on the side the network never saw it.
+
+    Raises:
+        InputError: an unknown plane, or ``zscore``/``flip_averaging`` that are not booleans (a
+            config override written ``false`` rather than ``False`` arrives as a string, which
+            Python would take as true).
     """
 
     def __init__(
@@ -131,6 +147,9 @@ class PlanePredictor:
     ) -> None:
         if plane not in PLANE_CLASSES:
             raise InputError(f"plane must be one of {', '.join(PLANE_CLASSES)}; got {plane!r}")
+        for name, value in (("zscore", zscore), ("flip_averaging", flip_averaging)):
+            if not isinstance(value, bool):
+                raise InputError(f"{name} must be True or False; got {value!r}")
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.spatial_size = tuple(int(size) for size in spatial_size)
@@ -171,19 +190,13 @@ class PlanePredictor:
         if "segmentation" not in outputs:
             hc_sample_px = float(outputs["hc"][0, 0]) * float(getattr(self.network, "hc_max", 1.0))
             return PlanePrediction(plane, hc_px=hc_sample_px / scale)
-        probability = torch.softmax(outputs["segmentation"], dim=1)[0, 1]
+        shape = np.asarray(frame).shape
+        probability = _foreground_on_frame(outputs["segmentation"], matrix, shape)
         if self.flip_averaging:
-            mirrored = network_outputs(self.network(torch.flip(image, dims=(-1,))))["segmentation"]
-            probability = 0.5 * (probability + torch.flip(torch.softmax(mirrored, dim=1)[0, 1], dims=(-1,)))
-        rows, columns = np.asarray(frame).shape
-        on_frame = cv2.warpAffine(
-            probability.cpu().numpy().astype(np.float32),
-            matrix,
-            (columns, rows),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
-        return PlanePrediction(plane, probability=on_frame)
+            mirrored, mirrored_matrix, _ = self._network_input(np.fliplr(frame))
+            segmentation = network_outputs(self.network(mirrored))["segmentation"]
+            probability = 0.5 * (probability + np.fliplr(_foreground_on_frame(segmentation, mirrored_matrix, shape)))
+        return PlanePrediction(plane, probability=probability)
 
     def measure(self, frame: np.ndarray, pixel_size: float) -> tuple[PlanePrediction, PlaneMeasurement]:
         """Predict and measure one frame.
@@ -253,7 +266,7 @@ def load_plane_predictor(
         network,
         parser.get_parsed_content("spatial_size"),
         resolve_device(device),
-        zscore=bool(parser.get_parsed_content("zscore")),
+        zscore=parser.get_parsed_content("zscore"),
         plane=parser.get_parsed_content("plane"),
-        flip_averaging=bool(parser.get_parsed_content("flip_averaging") if flip_averaging is None else flip_averaging),
+        flip_averaging=parser.get_parsed_content("flip_averaging") if flip_averaging is None else flip_averaging,
     )
