@@ -201,4 +201,4 @@ def test_comparison_table_puts_ours_beside_the_published(tmp_path):
     ours = table[2].split(" | ")
     assert ours[0] == "| ours" and ours[1] == "1 / 1"
     assert ours[4] == f"{summary['adf_mm']['mean']:.2f} ± 0.00"
-    assert any(line.startswith("| MTLN (Sobhaninia et al. 2019) (published) | – | 96.84 |") for line in table)
+    assert any(line.startswith("| MTLN (Sobhaninia et al. 2019), as reported | – | 96.84 |") for line in table)

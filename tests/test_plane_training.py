@@ -125,6 +125,20 @@ def test_multitask_unet_trains_on_synthetic_planes(tmp_path):
     assert predictor.predict(frame).plane in PLANE_CLASSES
 
 
+def test_initial_weights_start_training_from_a_saved_model(tmp_path):
+    """``--initial_weights PATH`` fine-tunes: the trained network starts from that state dict."""
+    from fetalbiometry.networks import MTLN
+
+    saved = MTLN(features=[8, 8, 16, 16, 16])
+    torch.save(saved.state_dict(), tmp_path / "start.pt")
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "biometry" / "train.json"), str(CONFIGS / "biometry" / "mtln.json")])
+    parser.update({"features": [8, 8, 16, 16, 16], "device": "cpu", "initial_weights": str(tmp_path / "start.pt")})
+    network = parser.get_parsed_content("network")
+    for name, value in saved.state_dict().items():
+        assert torch.equal(network.state_dict()[name], value), name
+
+
 def test_multitask_unet_trains_on_a_datalist(tmp_path):
     datalist = write_datalist(tmp_path / "data")
     planes = DatalistPlanes(datalist, MTLN_AUGMENTATIONS)

@@ -64,7 +64,7 @@ PUBLISHED_HC18: dict[str, dict[str, float]] = {
     "van den Heuvel et al. 2018": {"dsc_percent": 97.0, "adf_mm": 2.8, "hd_mm": 2.0},
     "Regression ResNet50 (Zhang et al. 2020)": {"adf_mm": 4.52},
     "U-Net (Nguyen, practice report)": {"dsc_percent": 89.7},
-    "MONAI BasicUNet baseline (issue 6)": {"dsc_percent": 97.85, "adf_mm": 2.15, "hd_mm": 1.23},
+    "MONAI BasicUNet reference (issue 6, other 200 frames)": {"dsc_percent": 97.85, "adf_mm": 2.15, "hd_mm": 1.23},
 }
 """Published HC18 figures quoted by issue 6 (MAE of the regression CNN is its ADF)."""
 

@@ -46,7 +46,7 @@ def comparison_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
         lines.append(f"| {name} | {summary['measured']} / {summary['images']} | {cells} | {worst_cell} |")
     for name, figures in PUBLISHED_HC18.items():
         cells = " | ".join(f"{figures[key]:.2f}" if key in figures else "–" for key, _ in _COLUMNS)
-        lines.append(f"| {name} (published) | – | {cells} | – |")
+        lines.append(f"| {name}, as reported | – | {cells} | – |")
     return "\n".join(lines) + "\n"
 
 
