@@ -353,7 +353,7 @@ def test_default_network_is_the_shipped_plane_network():
         assert args.network_config == plane_model.SHIPPED_PLANE_NETWORK
 
 
-def test_shipped_hc_model_measures_the_bundled_hc18_frames(tmp_path, capsys):
+def test_shipped_hc_model_measures_the_bundled_hc18_frames(tmp_path):
     """``fetalbiometry hc`` with the shipped, checksum-verified weights on the four HC18 frames in the repo.
 
     They are test-split frames, never trained on. The bound (5 % of the sonographer's HC) guards

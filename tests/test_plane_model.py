@@ -18,6 +18,7 @@ from fetalbiometry.data import hc18
 from fetalbiometry.errors import InputError
 from fetalbiometry.plane_evaluation import (
     PlaneCase,
+    PlaneResult,
     ellipse_dice,
     ellipse_hausdorff_mm,
     evaluate_case,
@@ -129,8 +130,6 @@ def test_evaluate_case_and_summary(tmp_path):
 
 
 def test_summary_and_table_go_plane_by_plane():
-    from fetalbiometry.plane_evaluation import PlaneResult
-
     results = [
         PlaneResult("h", "head", "head", 180.0, 182.0, 2.0, 2.0, 97.0, 1.0),
         PlaneResult("a", "abdomen", "head", 200.0, 190.0, -10.0, 10.0, 95.0, 3.0),
