@@ -14,6 +14,10 @@ input. Each network runs in a fresh ``spawn`` subprocess, so memory peaks do not
 other. Per network:
 
 - time: median of ``--repeats`` forward passes after one warm-up pass;
+- floating-point operations: counted during the warm-up pass by ``torch.utils.flop_counter.FlopCounterMode``
+  (convolutions and matrix products; 2 per multiply-add), a figure of the network and the input alone that
+  no machine noise touches. Where time follows it, a device is compute-bound and a time target below the
+  FLOP ratio cannot be met by tuning;
 - peak memory: on CPU the growth of the process's peak resident set over the forward passes
   (``VmHWM`` after a reset on Linux, else ``ru_maxrss``); on CUDA the growth of
   ``torch.cuda.max_memory_allocated`` over the allocation before them. Both are taken after the network is built and primed with one pass on its smallest input (which
@@ -89,6 +93,7 @@ class Measurement:
     parameters: int
     seconds: float
     peak_mib: float
+    flops: int
 
 
 def bundle_width() -> Width:
@@ -200,6 +205,7 @@ def _peak_rss_mib() -> float:
 def measure(job: Job) -> Measurement:
     """Time and peak memory of one network; meant to run in a fresh process (see the module docstring)."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(job.threads)
     torch.manual_seed(0)
@@ -226,10 +232,11 @@ def measure(job: Job) -> Measurement:
             baseline_mib = torch.cuda.memory_allocated(device) / 2**20
         else:
             baseline_mib = _restart_peak_rss()
-        forward()  # warm-up
+        with FlopCounterMode(display=False) as flop_counter:
+            forward()  # warm-up, its operations counted
         seconds = statistics.median(forward() for _ in range(job.repeats))
     peak_mib = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _peak_rss_mib()
-    return Measurement(job.network, parameters, seconds, peak_mib - baseline_mib)
+    return Measurement(job.network, parameters, seconds, peak_mib - baseline_mib, flop_counter.get_total_flops())
 
 
 def measure_in_fresh_process(job: Job) -> Measurement:
@@ -245,19 +252,27 @@ def _target_line(name: str, results: dict[str, Measurement], numerator: str, den
     if numerator not in results or denominator not in results:
         return f"- {name}: not measured (needs {numerator} and {denominator})"
     ratio = results[numerator].seconds / results[denominator].seconds
+    flop_ratio = results[numerator].flops / results[denominator].flops
     verdict = "PASS" if ratio <= limit else "FAIL"
-    return f"- {name}: {numerator} / {denominator} time = {ratio:.2f} (target <= {limit:g}) {verdict}"
+    return (
+        f"- {name}: {numerator} / {denominator} time = {ratio:.2f} (target <= {limit:g}) {verdict}; "
+        f"FLOP ratio {flop_ratio:.2f}"
+    )
 
 
 def report(results: dict[str, Measurement], header: Sequence[str]) -> str:
     """Markdown: the settings, one table row per network, then the two target checks."""
     reference = results[BASELINE]
     lines = [*header, ""]
-    lines.append("| variant | params | time (s) | time / BasicUNet | peak memory (MiB) | memory / BasicUNet |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
+    lines.append(
+        "| variant | params | GFLOP | FLOP / BasicUNet | time (s) | time / BasicUNet | peak memory (MiB) "
+        "| memory / BasicUNet |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for result in results.values():
         lines.append(
-            f"| {result.network} | {result.parameters:,} | {result.seconds:.3f} | "
+            f"| {result.network} | {result.parameters:,} | {result.flops / 1e9:.1f} | "
+            f"{_ratio(result.flops, reference.flops)} | {result.seconds:.3f} | "
             f"{_ratio(result.seconds, reference.seconds)} | {result.peak_mib:.1f} | "
             f"{_ratio(result.peak_mib, reference.peak_mib)} |"
         )

@@ -121,6 +121,24 @@ def test_every_paper_variant_is_selectable_in_train_config() -> None:
     assert Path(parser.get_parsed_content("ckpt_dir")).resolve() != shipped.resolve()  # training never overwrites it
 
 
+def test_the_patch_network_trains_on_several_patches_per_volume() -> None:
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update(
+        {
+            "variant": "p-USegNet",
+            "patch_size": [8, 8, 8],
+            "patches_per_volume": 3,
+            "batch_size": 2,
+            "phantom#num_train": 2,
+            "phantom#shape": PHANTOM_SHAPE,
+            "phantom#spacing": PHANTOM_SPACING,
+        }
+    )
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    assert batch["image"].shape == batch["label"].shape == (2 * 3, 1, 8, 8, 8)
+
+
 @pytest.mark.slow
 def test_torchscript_and_onnx_exports_match_the_eager_network(tmp_path) -> None:
     network = tiny_network().eval()

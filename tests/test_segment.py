@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
-from fetalbiometry.errors import InputError
+from fetalbiometry.errors import InputError, require_bool
 from fetalbiometry.inference import Segmenter, load_bundle_model, load_weights, sha256_of
 
 OBLIQUE = (0.8, -0.6, 0.0, 0.6, 0.8, 0.0, 0.0, 0.0, 1.0)
@@ -130,3 +132,29 @@ def _with_nan(array: np.ndarray) -> np.ndarray:
 def _text(path: Path) -> Path:
     path.write_text("these are not voxels\n")
     return path
+
+
+def _two_blob_scores(network_input: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (2, *S) with a large and a small detached head blob."""
+    foreground = torch.zeros(network_input.shape[1:])
+    foreground[2:10, 2:10, 2:10] = 1.0
+    foreground[14:17, 14:17, 14:17] = 1.0
+    return torch.stack((1.0 - foreground, foreground))
+
+
+@pytest.mark.parametrize("keep_largest_component, components", [(True, 1), (False, 2)])
+def test_only_the_largest_head_region_is_kept(random_model, monkeypatch, keep_largest_component, components):
+    segmenter = Segmenter.from_bundle(random_model, device="cpu")
+    segmenter.model = replace(segmenter.model, keep_largest_component=keep_largest_component)
+    monkeypatch.setattr(segmenter, "_class_scores", _two_blob_scores)
+    # 32³ voxels, downscaled by the bundle's 0.75: the network input is 24³
+    image = sitk.GetImageFromArray(np.random.default_rng(0).uniform(0, 255, (32, 32, 32)).astype(np.float32))
+    label = sitk.GetArrayFromImage(segmenter.segment(image))
+    assert ndimage.label(label)[1] == components
+    assert label.sum() > 0
+
+
+def test_a_flag_given_as_text_is_refused():
+    assert require_bool("keep_largest_component", False) is False
+    with pytest.raises(InputError, match="keep_largest_component must be True or False; got 'false'"):
+        require_bool("keep_largest_component", "false")  # what `--keep_largest_component false` passes

@@ -24,3 +24,14 @@ class EmptyMaskError(FetalBiometryError):
 
 class NoMeasurementError(FetalBiometryError):
     """No trustworthy measurement exists (implausible ellipse, structure cut by the border...)."""
+
+
+def require_bool(name: str, value: object) -> bool:
+    """``value`` if it is ``True`` or ``False``, else an :class:`InputError`.
+
+    A bundle command-line override such as ``--keep_largest_component false`` arrives as the string
+    ``'false'``, which Python takes as true; this refuses it instead (``False`` is the boolean).
+    """
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False; got {value!r}")
+    return value

@@ -39,7 +39,7 @@ from monai.transforms import NormalizeIntensity
 from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PlaneMeasurement, measure_plane
 from fetalbiometry.data.hc18_dataset import letterbox
-from fetalbiometry.errors import InputError
+from fetalbiometry.errors import InputError, require_bool
 from fetalbiometry.inference import expected_checksum, load_weights, resolve_device
 
 __all__ = [
@@ -148,8 +148,7 @@ class PlanePredictor:
         if plane not in PLANE_CLASSES:
             raise InputError(f"plane must be one of {', '.join(PLANE_CLASSES)}; got {plane!r}")
         for name, value in (("zscore", zscore), ("flip_averaging", flip_averaging)):
-            if not isinstance(value, bool):
-                raise InputError(f"{name} must be True or False; got {value!r}")
+            require_bool(name, value)
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.spatial_size = tuple(int(size) for size in spatial_size)
