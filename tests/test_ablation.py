@@ -128,3 +128,7 @@ def test_tiny_ablation_trains_evaluates_resumes_and_isolates_a_failing_network(
     assert json.loads((tmp_path / "2D-USegNet" / "raw" / "metrics_summary.json").read_text("utf-8"))["n_cases"] == 2
     assert "keep_largest_component: False" in (tmp_path / "2D-USegNet" / "raw.log").read_text(encoding="utf-8")
     assert "/2 higher)" in (tmp_path / "table1-raw.md").read_text(encoding="utf-8")
+
+    # a trained network is not reused for another recipe
+    assert main([*common, "--epochs-per-level", "2", "--evaluation", "other", "--variants", "USegNet-DS"]) == 1
+    assert "with epochs_per_level=1, not 2" in capsys.readouterr().err

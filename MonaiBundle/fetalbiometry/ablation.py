@@ -19,7 +19,8 @@ network's mean ± SD over the test phantoms, its change against USegNet-DS on th
     python -m fetalbiometry.ablation --out out/table1 --epochs-per-level 10
 
 A variant whose training finished (``OUT/V/training.json``) is not trained again, and one whose
-``evaluation/metrics_summary.json`` exists is not evaluated again, so an interrupted run resumes.
+``evaluation/metrics_summary.json`` exists is not evaluated again, so an interrupted run resumes. A
+network trained with other phantom counts, epochs or patch size is refused, not reused.
 ``--evaluation NAME`` evaluates the trained networks again into ``OUT/V/NAME`` and writes
 ``OUT/table1-NAME.md``, e.g. without the largest-component step of the post-processing::
 
@@ -185,9 +186,28 @@ def parameter_count(variant: str, recipe: AblationRecipe) -> int:
 
 
 def run_variant(variant: str, recipe: AblationRecipe, run_dir: Path) -> str | None:
-    """Train (unless ``run_dir`` holds a finished training) and evaluate ``variant``; return ``None`` or what failed."""
+    """Train ``variant`` in ``run_dir`` unless it was trained there, then evaluate it.
+
+    A finished training is reused only if its recorded recipe has the same phantom counts, epochs
+    and, for the patch network, patch size (the ``settings`` are not compared).
+
+    Returns:
+        ``None``, or what failed.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / TRAINING_RECORD_NAME).exists():
+    record_path = run_dir / TRAINING_RECORD_NAME
+    if record_path.exists():
+        trained = json.loads(record_path.read_text(encoding="utf-8"))["recipe"]
+        compared = ["num_train", "num_val", "epochs_per_level"]
+        if VARIANTS[variant].sliding_window:
+            compared.append("patch_size")
+        for name in compared:
+            if trained[name] != getattr(recipe, name):
+                return (
+                    f"trained in {run_dir} with {name}={trained[name]}, not {getattr(recipe, name)}: "
+                    "give another --out, or delete that folder to train again"
+                )
+    else:
         failure = _train(variant, recipe, run_dir)
         if failure is not None:
             return failure
