@@ -10,6 +10,7 @@ import pytest
 
 from fetalbiometry.ablation import (
     PUBLISHED_TABLE1,
+    PUBLISHED_TABLE2,
     TABLE1_VARIANTS,
     AblationRecipe,
     main,
@@ -35,6 +36,7 @@ def test_table1_rows_are_the_papers_networks_in_its_order() -> None:
     assert set(TABLE1_VARIANTS) == set(PUBLISHED_TABLE1) <= set(VARIANTS)
     assert TABLE1_VARIANTS[0] == "p-USegNet" and TABLE1_VARIANTS[-1] == "USegNet-DS-HAS-Ctx"
     assert PUBLISHED_TABLE1["USegNet-DS-HAS-Ctx"] == (96.05, 91.74, 92.42, 0.4793, 4.609)
+    assert set(PUBLISHED_TABLE2) == {"SAM-1", "SAM-12", "UAM-1", "UAM-12"} <= set(VARIANTS)
 
 
 def test_commands_select_the_variant_and_give_patches_only_to_the_patch_network(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ from fetalbiometry.networks import VARIANTS
 
 __all__ = [
     "PUBLISHED_TABLE1",
+    "PUBLISHED_TABLE2",
     "TABLE1_VARIANTS",
     "AblationRecipe",
     "comparison_table",
@@ -83,6 +84,14 @@ PUBLISHED_TABLE1: dict[str, tuple[float, float, float, float, float]] = {
     "USegNet-DS-HAS-Ctx": (96.05, 91.74, 92.42, 0.4793, 4.609),
 }
 """The paper's Table 1 (50 real test volumes): DSC %, Conf %, Jacc %, Adb mm, Hdb mm, in the paper's row order."""
+
+PUBLISHED_TABLE2: dict[str, tuple[float, float, float, float, float]] = {
+    "SAM-1": (95.44, 90.42, 91.30, 0.5556, 4.939),
+    "SAM-12": (95.60, 90.75, 91.59, 0.5380, 5.149),
+    "UAM-1": (95.49, 90.51, 91.39, 0.5374, 4.832),
+    "UAM-12": (95.54, 90.62, 91.48, 0.5350, 5.024),
+}
+"""The rows of the paper's Table 2 that are not in Table 1, in the same columns."""
 
 TABLE1_VARIANTS: tuple[str, ...] = tuple(PUBLISHED_TABLE1)
 """The rows of the paper's Table 1, in its order."""
@@ -289,7 +298,7 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
     base = _per_case(base_dir) if (base_dir / SUMMARY_NAME).exists() else None
     for variant in sorted(variants, key=list(VARIANTS).index):
         run_dir = out_dir / variant
-        published = PUBLISHED_TABLE1.get(variant)
+        published = {**PUBLISHED_TABLE1, **PUBLISHED_TABLE2}.get(variant)
         paper = f"{published[0]:.2f} | {published[3]:.4f}" if published else "– | –"
         summary_path = run_dir / evaluation_name / SUMMARY_NAME
         if not summary_path.exists():
