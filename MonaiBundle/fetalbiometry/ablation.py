@@ -105,6 +105,9 @@ _COLUMNS: tuple[tuple[str, str, float, int], ...] = (
     ("hdb_mm", "Hdb [mm]", 1.0, 2),
 )
 
+_PAIRED_METRICS = ("dice", "adb_mm")  # the columns also given as a paired change against the base model
+_PUBLISHED = {**PUBLISHED_TABLE1, **PUBLISHED_TABLE2}
+
 _CONFIGS = BUNDLE_ROOT / "configs"
 SUMMARY_NAME = "metrics_summary.json"
 TRAINING_RECORD_NAME = "training.json"
@@ -298,7 +301,7 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
     base = _per_case(base_dir) if (base_dir / SUMMARY_NAME).exists() else None
     for variant in sorted(variants, key=list(VARIANTS).index):
         run_dir = out_dir / variant
-        published = {**PUBLISHED_TABLE1, **PUBLISHED_TABLE2}.get(variant)
+        published = _PUBLISHED.get(variant)
         paper = f"{published[0]:.2f} | {published[3]:.4f}" if published else "– | –"
         summary_path = run_dir / evaluation_name / SUMMARY_NAME
         if not summary_path.exists():
@@ -310,7 +313,8 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
         changes = ["–", "–"]
         if base is not None and variant != BASE_VARIANT:
             cases = _per_case(run_dir / evaluation_name)
-            for index, (metric, scale, decimals) in enumerate((("dice", 100.0, 2), ("adb_mm", 1.0, 3))):
+            paired_columns = [column for column in _COLUMNS if column[0] in _PAIRED_METRICS]
+            for index, (metric, _, scale, decimals) in enumerate(paired_columns):
                 mean, sd, higher, count = paired_change(cases, base, metric)
                 changes[index] = f"{mean * scale:+.{decimals}f} ± {sd * scale:.{decimals}f} ({higher}/{count} higher)"
         minutes = record["train_seconds"] / 60.0
