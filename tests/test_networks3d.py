@@ -5,10 +5,15 @@ Tiny widths and 16^3 volumes keep the file fast on a busy CPU.
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ignite.engine import Events
+from monai.engines import SupervisedTrainer
 
 from fetalbiometry.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import (
@@ -19,6 +24,7 @@ from fetalbiometry.networks import (
     USegNet,
     build_network,
 )
+from fetalbiometry.training import train_auto_context
 
 TINY = {"features": (4, 8, 8, 16), "attention_out_channels": 8, "attention_channels": 4}
 SIZE = 16
@@ -241,6 +247,33 @@ def test_authors_decoder_layout_ends_each_level_with_its_uam():
     outputs = net(torch.randn(1, 1, 16, 16, 16))
     assert [tuple(output.shape[2:]) for output in outputs] == [(16, 16, 16), (8, 8, 8), (4, 4, 4)]
     # without a UAM the level keeps its convolutions and its width whatever the switch says
-    partial = USegNet(features=(8, 16, 16, 16), uam_levels=(1,), convs_after_attention=False, attention_out_channels=12)
-    assert [level.out_channels for level in partial.decoder] == [12, 16, 8]
-    assert partial.decoder[1].upconv.conv.in_channels == 12  # the next level takes the UAM's width
+    one_uam = USegNet(features=(8, 16, 16, 16), uam_levels=(1,), convs_after_attention=False, attention_out_channels=12)
+    assert [level.out_channels for level in one_uam.decoder] == [12, 16, 8]
+    assert one_uam.decoder[1].upconv.conv.in_channels == 12  # the next level takes the UAM's width
+
+
+def test_cosine_learning_rate_decay_restarts_with_each_auto_context_level() -> None:
+    cascade = build_network("USegNet-DS-HAS-Ctx", **TINY)
+    batch = {"image": volume(), "label": sphere_label()}
+    epochs = 3
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=epochs,
+        train_data_loader=[batch, batch],
+        network=cascade,
+        optimizer=torch.optim.Adam(cascade.parameters()),
+        loss_function=DeepSupervisedCrossEntropy(),
+        decollate=False,
+    )
+    learning_rates: list[float] = []
+    trainer.add_event_handler(
+        Events.EPOCH_STARTED, lambda engine: learning_rates.append(engine.optimizer.param_groups[0]["lr"])
+    )
+    make_optimizer = partial(torch.optim.Adam, lr=1e-3)
+    make_scheduler = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs)
+    train_auto_context(trainer, cascade, make_optimizer, make_scheduler)
+    level_schedule = [1e-3 * (1 + math.cos(math.pi * epoch / epochs)) / 2 for epoch in range(epochs)]
+    assert learning_rates == pytest.approx(level_schedule * 2)
+    learning_rates.clear()
+    train_auto_context(trainer, cascade, make_optimizer)  # no schedule: constant, and no handler left behind
+    assert learning_rates == pytest.approx([1e-3] * (2 * epochs))

@@ -14,10 +14,13 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 import torch.nn as nn
+from ignite.engine import Events
 from monai.engines import SupervisedTrainer
+from monai.handlers import LrScheduleHandler
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from torch.nn.modules.loss import _Loss
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from fetalbiometry.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import VARIANTS, AutoContextCascade
@@ -67,6 +70,7 @@ def train_auto_context(
     trainer: SupervisedTrainer,
     network: nn.Module,
     make_optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
+    make_scheduler: Callable[[Optimizer], LRScheduler] | None = None,
 ) -> None:
     """Train an auto-context cascade level after level, each with the levels below frozen (Sec. 2.5).
 
@@ -80,11 +84,22 @@ def train_auto_context(
         trainer: the configured trainer; its ``network`` may wrap ``network`` (e.g. in DDP).
         network: the bare network, an :class:`AutoContextCascade` or a single segmentor.
         make_optimizer: builds an optimizer from parameters (e.g. a partial ``torch.optim.Adam``).
+        make_scheduler: builds a learning-rate schedule for a level's optimizer, stepped after every
+            epoch and started again with each level (e.g. a partial ``CosineAnnealingLR`` with
+            ``T_max`` = epochs per level); ``None`` keeps the learning rate constant (the paper
+            states only its initial value). A schedule built once in the config could not follow
+            the new optimizer of each level, hence this argument.
     """
     levels = len(network.levels) if isinstance(network, AutoContextCascade) else 1
     for level in range(1, levels + 1):
         if isinstance(network, AutoContextCascade):
             network.freeze_levels_below(level)
         trainer.optimizer = make_optimizer(trainable_parameters(network))
+        schedule = None
+        if make_scheduler is not None:
+            schedule = LrScheduleHandler(make_scheduler(trainer.optimizer), print_lr=False)
+            schedule.attach(trainer)
         logger.info(f"training level {level} of {levels}")
         trainer.run()
+        if schedule is not None:
+            trainer.remove_event_handler(schedule, Events.EPOCH_COMPLETED)
