@@ -1,4 +1,4 @@
-"""Tests of the 3D whole-fetal-head segmentor (fetalbiometry.networks, fetalbiometry.losses).
+"""Tests of the 3D whole-fetal-head segmentor (fetalbiometry.networks, fetalbiometry.losses, fetalbiometry.training).
 
 Tiny widths and 16^3 volumes keep the file fast on a busy CPU.
 """
