@@ -177,6 +177,25 @@ def test_validation_keeps_the_best_weights(tmp_path):
     assert network.training
 
 
+def test_validation_counts_a_wrong_plane_class_as_a_failure(tmp_path):
+    """The same measurement is better with the right plane class, and a wrong class is never kept over it."""
+    case = PlaneCase("head", ellipse_frame(), 0.1, "head", TRUE_ELLIPSE.circumference * 0.1, TRUE_ELLIPSE)
+    plane = {"name": "abdomen"}
+    best = tmp_path / "best.pt"
+    validation = PlaneValidation([case], lambda net: PlanePredictor(net, (160, 256), plane=plane["name"]), best)
+    engine = SimpleNamespace(network=ThresholdNetwork(), state=SimpleNamespace(metrics={}, epoch=1))
+    validation(engine)
+    assert engine.state.metrics["val_wrong_plane"] == 1 and engine.state.metrics["val_no_measurement"] == 0
+    best.unlink()
+    plane["name"] = "head"  # the same ADF, now with the right class: kept
+    validation(engine)
+    assert engine.state.metrics["val_wrong_plane"] == 0 and best.exists()
+    best.unlink()
+    plane["name"] = "abdomen"
+    validation(engine)
+    assert not best.exists()
+
+
 def test_hc18_splits_are_by_subject_and_fixed():
     if not (HC18_DIR / hc18.TRAINING_CSV).is_file():
         pytest.skip(f"HC18 not found at {HC18_DIR} (set HC18_DIR)")
@@ -196,6 +215,7 @@ def test_comparison_table_puts_ours_beside_the_published(tmp_path):
     summary = write_evaluation([evaluate_case(predictor, case)], tmp_path)
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     assert plane_report.main([f"ours={tmp_path / 'bad.json'}"]) == 1
+    assert plane_report.main([f"ours, λ = 0.1={tmp_path / 'summary.json'}"]) == 0
     table = plane_report.comparison_table({"ours": summary}).splitlines()
     ours = table[2].split(" | ")
     assert ours[0] == "| ours" and ours[1] == "1 / 1"

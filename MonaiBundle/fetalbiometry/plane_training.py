@@ -134,10 +134,10 @@ class PlaneValidation:
 
     Every ``interval`` epochs the trainer's network is wrapped by ``make_predictor`` and run on the
     validation frames at full resolution (:func:`~fetalbiometry.plane_evaluation.evaluate_planes`).
-    The weights are saved to ``save_path`` when they do better than all before: fewer frames
-    without a measurement, then a lower mean ADF. The figures go to the log and to
-    ``engine.state.metrics`` (``val_adf_mm``, ``val_dsc_percent``, ``val_hd_mm``,
-    ``val_no_measurement``).
+    The weights are saved to ``save_path`` when they do better than all before: fewer failed frames
+    (without a measurement, or given the wrong plane class by a network with a classifier), then a
+    lower mean ADF. The figures go to the log and to ``engine.state.metrics`` (``val_adf_mm``,
+    ``val_dsc_percent``, ``val_hd_mm``, ``val_no_measurement``, ``val_wrong_plane``).
 
     Args:
         cases: validation frames with their references (e.g. ``hc18_case`` of each validation record).
@@ -164,15 +164,20 @@ class PlaneValidation:
 
     def __call__(self, engine: Engine) -> None:
         network = getattr(engine.network, "module", engine.network)  # unwrap DistributedDataParallel
-        summary = summarize_planes(evaluate_planes(self.make_predictor(network), self.cases, progress=False))
+        results = evaluate_planes(self.make_predictor(network), self.cases, progress=False)
         network.train()
+        summary = summarize_planes(results)
         figures = {
             f"val_{key}": summary[key]["mean"] if summary[key] else math.nan
             for key in ("adf_mm", "dsc_percent", "hd_mm")
         }
         figures["val_no_measurement"] = len(summary["no_measurement"])
+        figures["val_wrong_plane"] = sum(result.predicted_plane != result.plane for result in results)
         engine.state.metrics.update(figures)
-        score = (figures["val_no_measurement"], figures["val_adf_mm"])
+        # A frame given the wrong plane class is measured as the wrong length (an AC reported as an HC):
+        # it fails, like a frame without a measurement. A frame that is both counts once.
+        failed = sum(bool(result.no_measurement) or result.predicted_plane != result.plane for result in results)
+        score = (failed, figures["val_adf_mm"])
         improved = score < self.best
         if improved:
             self.best = score
