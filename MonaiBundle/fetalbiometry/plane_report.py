@@ -63,7 +63,7 @@ def plane_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _named_path(text: str) -> tuple[str, Path]:
-    name, separator, path = text.partition("=")
+    name, separator, path = text.rpartition("=")  # a name may hold "=" ("λ = 0.1"); a path seldom does
     if not separator or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH/summary.json, got {text!r}")
     return name, Path(path)
