@@ -209,13 +209,15 @@ def test_hc18_splits_are_by_subject_and_fixed():
     assert [record.filename for record in hc18_splits(HC18_DIR)["test"]] == [r.filename for r in splits["test"]]
 
 
-def test_comparison_table_puts_ours_beside_the_published(tmp_path):
+def test_comparison_table_puts_ours_beside_the_published(tmp_path, capsys):
     predictor = PlanePredictor(ThresholdNetwork(), (160, 256))
     case = PlaneCase("good", ellipse_frame(), 0.1, "head", TRUE_ELLIPSE.circumference * 0.1, TRUE_ELLIPSE)
     summary = write_evaluation([evaluate_case(predictor, case)], tmp_path)
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     assert plane_report.main([f"ours={tmp_path / 'bad.json'}"]) == 1
+    capsys.readouterr()
     assert plane_report.main([f"ours, λ = 0.1={tmp_path / 'summary.json'}"]) == 0
+    assert "\n| ours, λ = 0.1 | 1 / 1 |" in capsys.readouterr().out
     table = plane_report.comparison_table({"ours": summary}).splitlines()
     ours = table[2].split(" | ")
     assert ours[0] == "| ours" and ours[1] == "1 / 1"

@@ -172,11 +172,12 @@ class PlaneValidation:
             for key in ("adf_mm", "dsc_percent", "hd_mm")
         }
         figures["val_no_measurement"] = len(summary["no_measurement"])
-        figures["val_wrong_plane"] = sum(result.predicted_plane != result.plane for result in results)
+        wrong_plane = [result.predicted_plane != result.plane for result in results]
+        figures["val_wrong_plane"] = sum(wrong_plane)
         engine.state.metrics.update(figures)
         # A frame given the wrong plane class is measured as the wrong length (an AC reported as an HC):
         # it fails, like a frame without a measurement. A frame that is both counts once.
-        failed = sum(bool(result.no_measurement) or result.predicted_plane != result.plane for result in results)
+        failed = sum(bool(result.no_measurement) or wrong for result, wrong in zip(results, wrong_plane))
         score = (failed, figures["val_adf_mm"])
         improved = score < self.best
         if improved:
