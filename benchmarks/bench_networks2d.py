@@ -7,7 +7,8 @@ intensities (the cost of the convolutions depends on neither):
 - MTLN (Sobhaninia et al. 2019) at 160 x 256, the HC18 frame letterboxed
   (:data:`fetalbiometry.data.hc18_dataset.DEFAULT_SPATIAL_SIZE`): the shipped configuration
   (``configs/biometry/mtln.json``), the same with LinkNet's widths (64 ... 512) as in the paper,
-  and the single-task ablation (no Ellipse Tuner);
+  the mean of two of them (:class:`fetalbiometry.plane_model.PlaneEnsemble`) and the single-task
+  ablation (no Ellipse Tuner);
 - the U-Net baseline (:func:`fetalbiometry.networks.unet_baseline`) at 160 x 256, with the widths
   16 ... 256 of the issue's BasicUNet reference model and with the original U-Net's 64 ... 1024;
 - the multi-task U-Net (Qazi et al.) at the paper's 256 x 256;
@@ -60,7 +61,7 @@ from fetalbiometry.biometry import measure_plane
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.io import atomic_output
 from fetalbiometry.networks import MultiTaskUNet, build_hc_regressor, unet_baseline
-from fetalbiometry.plane_model import BIOMETRY_CONFIG_DIR, SHIPPED_PLANE_NETWORK, PlanePredictor
+from fetalbiometry.plane_model import BIOMETRY_CONFIG_DIR, SHIPPED_PLANE_NETWORK, PlaneEnsemble, PlanePredictor
 
 BASELINE = "BasicUNet"
 BASELINE_FEATURES = (16, 32, 64, 128, 256, 16)  # the reference BasicUNet ("features 16...256")
@@ -126,6 +127,12 @@ def networks() -> dict[str, Network]:
             f"MTLN, features {LINKNET_FEATURES}, Ellipse Tuner",
             hc18_size,
             lambda: shipped_config(features=list(LINKNET_FEATURES)).get_parsed_content("network_def"),
+        ),
+        Network(
+            "mtln-ensemble",
+            f"mean of 2 MTLNs as shipped (PlaneEnsemble), features {widths}",
+            hc18_size,
+            lambda: PlaneEnsemble([shipped_config().get_parsed_content("network_def", lazy=False) for _ in range(2)]),
         ),
         Network(
             "mtln-single-task",

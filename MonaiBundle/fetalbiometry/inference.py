@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,20 +94,29 @@ def expected_checksum(bundle_root: Path, relative_path: str) -> str | None:
     return metadata.get("model_sha256", {}).get(relative_path) or None
 
 
-def load_weights(network: nn.Module, path: Path, checksum: str | None) -> None:
-    """Load a state dict into ``network`` after checking the file and, if known, its checksum."""
+def read_weights(path: Path, checksum: str | None) -> dict[str, torch.Tensor]:
+    """The state dict saved at ``path``, after checking the file and, if known, its checksum (``weights_only``)."""
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
     if checksum is not None and sha256_of(path) != checksum:
         raise InputError(f"model file {path} does not match its SHA-256 in metadata.json; it is corrupt or replaced")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
         raise InputError(f"cannot read model file {path}: {str(error).splitlines()[0]}") from error
+
+
+def fit_weights(network: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Load ``state``, read from ``path``, into ``network``; a state that does not fit is an ``InputError``."""
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError) as error:
-        raise InputError(f"model file {path} does not fit the network in configs/inference.json") from error
+        raise InputError(f"model file {path} does not fit the network of its config") from error
+
+
+def load_weights(network: nn.Module, path: Path, checksum: str | None) -> None:
+    """Load a state dict into ``network`` after checking the file and, if known, its checksum."""
+    fit_weights(network, read_weights(path, checksum), path)
 
 
 class Segmenter:

@@ -17,6 +17,12 @@ The plane is the multi-task U-Net's classifier output (Qazi et al., section 2.1)
 has one, else the predictor's ``plane`` (HC18 networks see only heads). The regression CNNs
 (Zhang et al.) give the HC directly, without a mask or an ellipse.
 
+A predictor's network may be a :class:`PlaneEnsemble`: several trained copies of one network
+whose class probabilities (and regressed values) are averaged. A weights file holds an ensemble
+when its keys are those of :class:`PlaneEnsemble` (``members.0.…``, ``members.1.…``, written by
+:mod:`fetalbiometry.plane_ensemble`); :func:`load_plane_network` then builds one copy of the
+config's network per member. The shipped HC model is such a file.
+
 The networks and their settings come from the bundle's ``configs/biometry`` files
 (:func:`load_plane_predictor`); the shipped HC model's weights are checked against the SHA-256 in
 ``configs/metadata.json``.
@@ -24,7 +30,9 @@ The networks and their settings come from the bundle's ``configs/biometry`` file
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,20 +42,23 @@ import numpy as np
 import torch
 import torch.nn as nn
 from monai.bundle import ConfigParser
-from monai.transforms import NormalizeIntensity
+from monai.transforms import MeanEnsemble, NormalizeIntensity
 
 from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PlaneMeasurement, measure_plane
 from fetalbiometry.data.hc18_dataset import letterbox
 from fetalbiometry.errors import InputError, require_bool
-from fetalbiometry.inference import expected_checksum, load_weights, resolve_device
+from fetalbiometry.inference import expected_checksum, fit_weights, read_weights, resolve_device
 
 __all__ = [
     "BIOMETRY_CONFIG_DIR",
     "SHIPPED_PLANE_MODEL",
     "SHIPPED_PLANE_NETWORK",
+    "PlaneEnsemble",
     "PlanePrediction",
     "PlanePredictor",
+    "ensemble_size",
+    "load_plane_network",
     "load_plane_predictor",
     "network_outputs",
 ]
@@ -75,6 +86,88 @@ def network_outputs(output: torch.Tensor | dict[str, torch.Tensor]) -> dict[str,
     if output.ndim == 4:
         return {"segmentation": output}
     return {"hc": output}
+
+
+PROBABILITY_OUTPUTS = ("segmentation", "plane")
+"""Network outputs that are class logits: an ensemble averages their softmax, not the logits."""
+
+_MEMBER_KEY = re.compile(r"members\.(\d+)\.")
+
+
+class PlaneEnsemble(nn.Module):
+    """The mean of several trained copies of one 2D network.
+
+    - Class logits (``"segmentation"``, ``"plane"``): the members' softmax probabilities are
+      averaged (MONAI ``MeanEnsemble``) and returned as their logarithm, so that a softmax, as
+      :class:`PlanePredictor` applies, gives back the mean probability.
+    - Every other output (the Ellipse Tuner's parameters, a regressed HC) is averaged as it is.
+
+    Args:
+        members: the networks, all of one architecture, in eval mode at inference.
+
+    Raises:
+        ValueError: fewer than two members.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        self.mean = MeanEnsemble()
+
+    @property
+    def hc_max(self) -> float:
+        """The regression members' shared HC normaliser (1.0 for segmentation networks).
+
+        Raises:
+            InputError: members trained with different normalisers, whose outputs cannot be averaged.
+        """
+        values = {float(getattr(member, "hc_max", 1.0)) for member in self.members}
+        if len(values) > 1:
+            raise InputError(f"the ensemble's regressors have different hc_max values: {sorted(values)}")
+        return values.pop()
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = [network_outputs(member(image)) for member in self.members]
+        mean = {}
+        for key in outputs[0]:
+            if key in PROBABILITY_OUTPUTS:
+                probability = self.mean([torch.softmax(output[key], dim=1) for output in outputs])
+                mean[key] = torch.log(probability.clamp_min(torch.finfo(probability.dtype).tiny))
+            else:
+                mean[key] = self.mean([output[key] for output in outputs])
+        return mean
+
+
+def ensemble_size(state: Mapping[str, torch.Tensor]) -> int:
+    """The number of members of a :class:`PlaneEnsemble` state dict; 0 for a single network's."""
+    indices = {match.group(1) for match in map(_MEMBER_KEY.match, state) if match}
+    return len(indices) if indices and all(map(_MEMBER_KEY.match, state)) else 0
+
+
+def load_plane_network(network: nn.Module, path: str | Path, checksum: str | None = None) -> nn.Module:
+    """``network`` with the weights saved at ``path``, or an ensemble of its copies if ``path`` holds one.
+
+    Args:
+        network: the config's network (its weights are replaced).
+        path: a state dict saved by the biometry training, or an ensemble's
+            (:mod:`fetalbiometry.plane_ensemble`), loaded with ``weights_only``.
+        checksum: the SHA-256 the file must have, or None.
+
+    Returns:
+        ``network`` with the weights, or a :class:`PlaneEnsemble` of copies of it.
+
+    Raises:
+        InputError: missing, corrupt or mismatched file, or weights that do not fit the network.
+    """
+    path = Path(path)
+    state = read_weights(path, checksum)
+    members = ensemble_size(state)
+    if members:
+        network = PlaneEnsemble([copy.deepcopy(network) for _ in range(members)])
+    fit_weights(network, state, path)
+    return network
 
 
 @dataclass(frozen=True)
@@ -239,8 +332,8 @@ def load_plane_predictor(
     """A predictor for the shipped HC model, or for ``model_path`` trained with ``network_config``.
 
     Args:
-        model_path: a state dict saved by the biometry training; None for the shipped model
-            (checksum-verified).
+        model_path: a state dict saved by the biometry training, or an ensemble of such
+            (:func:`load_plane_network`); None for the shipped model (checksum-verified).
         network_config: the network's config file, a name in ``configs/biometry`` or a path.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         flip_averaging: override the config's ``flip_averaging``.
@@ -258,9 +351,10 @@ def load_plane_predictor(
         parser[key] = value
     network = parser.get_parsed_content("network_def")
     if model_path is None:
-        load_weights(network, Path(bundle_root) / SHIPPED_PLANE_MODEL, expected_checksum(bundle_root, SHIPPED_PLANE_MODEL))
+        shipped = Path(bundle_root) / SHIPPED_PLANE_MODEL
+        network = load_plane_network(network, shipped, expected_checksum(bundle_root, SHIPPED_PLANE_MODEL))
     else:
-        load_weights(network, Path(model_path), checksum=None)
+        network = load_plane_network(network, model_path)
     return PlanePredictor(
         network,
         parser.get_parsed_content("spatial_size"),

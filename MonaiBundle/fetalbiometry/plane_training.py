@@ -32,10 +32,9 @@ from monai.data import Dataset
 from tqdm import tqdm
 
 from fetalbiometry.data.hc18 import HC18Record, split_by_subject, training_records
-from fetalbiometry.inference import load_weights
 from fetalbiometry.io import atomic_output
 from fetalbiometry.plane_evaluation import PlaneCase, evaluate_planes, summarize_planes
-from fetalbiometry.plane_model import PlanePredictor, network_outputs
+from fetalbiometry.plane_model import PlanePredictor, load_plane_network, network_outputs
 
 __all__ = ["PlaneLoss", "PlaneValidation", "cached", "hc18_splits", "load_trained", "prepare_plane_batch"]
 
@@ -77,9 +76,13 @@ def cached(dataset: Sequence[Mapping[str, Any]], progress: bool = True) -> Datas
 
 
 def load_trained(network: nn.Module, path: str | Path) -> nn.Module:
-    """``network`` with the state dict saved at ``path`` by :class:`PlaneValidation` (``weights_only``)."""
-    load_weights(network, Path(path), checksum=None)
-    return network
+    """``network`` with the state dict saved at ``path`` by :class:`PlaneValidation` (``weights_only``).
+
+    A file that holds an ensemble (:mod:`fetalbiometry.plane_ensemble`) gives a
+    :class:`~fetalbiometry.plane_model.PlaneEnsemble` of copies of ``network``
+    (:func:`~fetalbiometry.plane_model.load_plane_network`).
+    """
+    return load_plane_network(network, path)
 
 
 def prepare_plane_batch(
