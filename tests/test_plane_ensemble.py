@@ -116,3 +116,10 @@ def test_combine_refuses_bad_members_with_one_line(tmp_path, capsys, members, me
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
     assert (tmp_path / "output.pt").read_bytes() == before  # nothing written over
+
+
+def test_a_file_of_one_member_is_refused(tmp_path):
+    lone = tmp_path / "lone.pt"
+    torch.save({f"members.0.{key}": value for key, value in MTLN(features=TINY_FEATURES).state_dict().items()}, lone)
+    with pytest.raises(InputError, match="does not fit the network"):
+        load_plane_network(MTLN(features=TINY_FEATURES), lone)

@@ -9,8 +9,8 @@ of one network config, trained alone; all members have the same architecture (th
 shapes). OUTPUT is the state dict of a :class:`~fetalbiometry.plane_model.PlaneEnsemble`
 (``members.0.…``, ``members.1.…``). Give it wherever a model file goes (``--model`` of the command
 line, ``--ckpt_path`` of ``evaluate.json``) with the members' network config: the predictor runs
-every member and averages their probabilities. The shipped HC model was made this way
-(``docs/biometry.md``).
+every member and averages their probabilities, for the members' time added up. ``docs/biometry.md``
+measures the mean of two MTLNs.
 
 A weight average of the members would cost one network's time, but it needs members that share
 their training up to a late point; networks trained from scratch do not, so their outputs are

@@ -21,7 +21,7 @@ A predictor's network may be a :class:`PlaneEnsemble`: several trained copies of
 whose class probabilities (and regressed values) are averaged. A weights file holds an ensemble
 when its keys are those of :class:`PlaneEnsemble` (``members.0.…``, ``members.1.…``, written by
 :mod:`fetalbiometry.plane_ensemble`); :func:`load_plane_network` then builds one copy of the
-config's network per member. The shipped HC model is such a file.
+config's network per member.
 
 The networks and their settings come from the bundle's ``configs/biometry`` files
 (:func:`load_plane_predictor`); the shipped HC model's weights are checked against the SHA-256 in
@@ -54,6 +54,7 @@ __all__ = [
     "BIOMETRY_CONFIG_DIR",
     "SHIPPED_PLANE_MODEL",
     "SHIPPED_PLANE_NETWORK",
+    "PROBABILITY_OUTPUTS",
     "PlaneEnsemble",
     "PlanePrediction",
     "PlanePredictor",
@@ -164,7 +165,7 @@ def load_plane_network(network: nn.Module, path: str | Path, checksum: str | Non
     path = Path(path)
     state = read_weights(path, checksum)
     members = ensemble_size(state)
-    if members:
+    if members > 1:  # a lone member does not fit the ensemble nor the network: fit_weights refuses it
         network = PlaneEnsemble([copy.deepcopy(network) for _ in range(members)])
     fit_weights(network, state, path)
     return network
