@@ -58,8 +58,8 @@ def test_ensemble_averages_probabilities_and_values():
 
 def test_ensemble_of_regressors_needs_one_hc_normaliser():
     assert PlaneEnsemble([ConstantRegressor(400.0), ConstantRegressor(400.0)]).hc_max == 400.0
-    prediction = PlanePredictor(PlaneEnsemble([ConstantRegressor(400.0)] * 2), (128, 128)).predict(torch.zeros(128, 128).numpy())
-    assert prediction.hc_px == pytest.approx(200.0)
+    predictor = PlanePredictor(PlaneEnsemble([ConstantRegressor(400.0)] * 2), (128, 128))
+    assert predictor.predict(torch.zeros(128, 128).numpy()).hc_px == pytest.approx(200.0)  # 0.5 × hc_max
     with pytest.raises(InputError, match="different hc_max"):
         PlaneEnsemble([ConstantRegressor(400.0), ConstantRegressor(300.0)]).hc_max
 
