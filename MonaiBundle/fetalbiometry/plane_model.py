@@ -52,9 +52,9 @@ from fetalbiometry.inference import expected_checksum, fit_weights, read_weights
 
 __all__ = [
     "BIOMETRY_CONFIG_DIR",
+    "PROBABILITY_OUTPUTS",
     "SHIPPED_PLANE_MODEL",
     "SHIPPED_PLANE_NETWORK",
-    "PROBABILITY_OUTPUTS",
     "PlaneEnsemble",
     "PlanePrediction",
     "PlanePredictor",
