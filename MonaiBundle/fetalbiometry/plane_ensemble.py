@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -29,30 +29,9 @@ import torch
 from fetalbiometry.errors import InputError
 from fetalbiometry.inference import read_weights, sha256_of
 from fetalbiometry.io import atomic_output
-from fetalbiometry.plane_model import ensemble_size
+from fetalbiometry.plane_model import combine_members
 
-__all__ = ["combine_members", "main"]
-
-
-def combine_members(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The :class:`~fetalbiometry.plane_model.PlaneEnsemble` state dict of the members' ``states``.
-
-    Raises:
-        InputError: fewer than two members, a member that is itself an ensemble, or members whose
-            keys or tensor shapes differ (not one architecture).
-    """
-    if len(states) < 2:
-        raise InputError(f"an ensemble needs at least two members, got {len(states)}")
-    first = states[0]
-    combined = {}
-    for index, state in enumerate(states):
-        if ensemble_size(state):
-            raise InputError(f"member {index + 1} is already an ensemble; give its members instead")
-        shapes = {key: tuple(value.shape) for key, value in state.items()}
-        if shapes != {key: tuple(value.shape) for key, value in first.items()}:
-            raise InputError(f"member {index + 1} is not the architecture of member 1 (its keys or shapes differ)")
-        combined.update({f"members.{index}.{key}": value for key, value in state.items()})
-    return combined
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,7 @@ __all__ = [
     "PlaneEnsemble",
     "PlanePrediction",
     "PlanePredictor",
+    "combine_members",
     "ensemble_size",
     "load_plane_network",
     "load_plane_predictor",
@@ -145,6 +146,26 @@ def ensemble_size(state: Mapping[str, torch.Tensor]) -> int:
     """The number of members of a :class:`PlaneEnsemble` state dict; 0 for a single network's."""
     indices = {match.group(1) for match in map(_MEMBER_KEY.match, state) if match}
     return len(indices) if indices and all(map(_MEMBER_KEY.match, state)) else 0
+
+
+def combine_members(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The :class:`PlaneEnsemble` state dict of the members' ``states`` (the inverse of :func:`ensemble_size`).
+
+    Raises:
+        InputError: fewer than two members, a member that is itself an ensemble, or members whose
+            keys or tensor shapes differ (not one architecture).
+    """
+    if len(states) < 2:
+        raise InputError(f"an ensemble needs at least two members, got {len(states)}")
+    first_shapes = {key: tuple(value.shape) for key, value in states[0].items()}
+    combined = {}
+    for index, state in enumerate(states):
+        if ensemble_size(state):
+            raise InputError(f"member {index + 1} is already an ensemble; give its members instead")
+        if {key: tuple(value.shape) for key, value in state.items()} != first_shapes:
+            raise InputError(f"member {index + 1} is not the architecture of member 1 (its keys or shapes differ)")
+        combined.update({f"members.{index}.{key}": value for key, value in state.items()})
+    return combined
 
 
 def load_plane_network(network: nn.Module, path: str | Path, checksum: str | None = None) -> nn.Module:
