@@ -1,9 +1,8 @@
-"""The Table 1 ablation runner (``fetalbiometry.ablation``): commands, paired changes, a tiny real run."""
+"""The Table 1 ablation runner (``fetalbiometry.ablation``): commands, the table, a tiny real run."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from fetalbiometry.ablation import (
     TABLE1_VARIANTS,
     AblationRecipe,
     main,
-    paired_change,
     parameter_count,
 )
 from fetalbiometry.networks import VARIANTS, build_network
@@ -71,21 +69,6 @@ def test_parameter_count_is_that_of_the_network_the_config_builds() -> None:
     assert parameter_count("USegNet-DS-HAS-Ctx", recipe) > parameter_count("USegNet-DS", recipe)
 
 
-def test_paired_change_uses_the_shared_cases_only() -> None:
-    cases = {"a": {"dice": 0.90}, "b": {"dice": 0.80}}
-    base = {"a": {"dice": 0.85}, "b": {"dice": 0.85}, "c": {"dice": 0.10}}
-    mean, sd, higher, count = paired_change(cases, base, "dice")
-    assert mean == pytest.approx(0.0)
-    assert sd == pytest.approx(math.sqrt(2 * 0.05**2))
-    assert (higher, count) == (1, 2)
-    # a missed head has an infinite distance: an infinite mean change, an undefined SD
-    missed_head = {"a": {"adb_mm": math.inf}, "b": {"adb_mm": 1.0}}
-    mean, sd, higher, count = paired_change(missed_head, {"a": {"adb_mm": 1.0}, "b": {"adb_mm": 2.0}}, "adb_mm")
-    assert mean == math.inf and math.isnan(sd) and (higher, count) == (1, 2)
-    with pytest.raises(ValueError, match="share no test case"):
-        paired_change({"x": {"dice": 1.0}}, base, "dice")
-
-
 def test_a_setting_that_is_not_json_is_refused_in_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["--out", "unused", "--set", "features=[4,8"])
@@ -117,8 +100,8 @@ def test_tiny_ablation_trains_evaluates_resumes_and_isolates_a_failing_network(
         assert f"{100 * summary['metrics']['dice']['mean']:.2f} ± " in rows[variant]
         record = json.loads((tmp_path / variant / "training.json").read_text(encoding="utf-8"))
         assert f"| {record['parameters']:,} |" in rows[variant]
-    assert "/2 higher)" in rows["2D-USegNet"]
-    assert "/2 higher)" not in rows["USegNet-DS"]  # the base model is not compared with itself
+    assert "/2 higher, p " in rows["2D-USegNet"]
+    assert "/2 higher, p " not in rows["USegNet-DS"]  # the base model is not compared with itself
 
     trained = (tmp_path / "USegNet-DS" / "models" / "model.pt").stat().st_mtime_ns
     assert main([*common, "--variants", "USegNet-DS"]) == 0
@@ -129,7 +112,7 @@ def test_tiny_ablation_trains_evaluates_resumes_and_isolates_a_failing_network(
     assert (tmp_path / "USegNet-DS" / "models" / "model.pt").stat().st_mtime_ns == trained
     assert json.loads((tmp_path / "2D-USegNet" / "raw" / "metrics_summary.json").read_text("utf-8"))["n_cases"] == 2
     assert "keep_largest_component: False" in (tmp_path / "2D-USegNet" / "raw.log").read_text(encoding="utf-8")
-    assert "/2 higher)" in (tmp_path / "table1-raw.md").read_text(encoding="utf-8")
+    assert "/2 higher, p " in (tmp_path / "table1-raw.md").read_text(encoding="utf-8")
 
     # a trained network is not reused for another recipe
     assert main([*common, "--epochs-per-level", "2", "--evaluation", "other", "--variants", "USegNet-DS"]) == 1

@@ -223,3 +223,27 @@ def test_comparison_table_puts_ours_beside_the_published(tmp_path, capsys):
     assert ours[0] == "| ours" and ours[1] == "1 / 1"
     assert ours[4] == f"{summary['adf_mm']['mean']:.2f} ± 0.00"
     assert any(line.startswith("| MTLN (Sobhaninia et al. 2019), as reported | – | 96.84 |") for line in table)
+
+
+def test_paired_table_compares_the_frames_both_networks_measured(tmp_path, capsys):
+    def result(name: str, adf: float | None, dsc: float | None = 97.0) -> PlaneResult:
+        if adf is None:
+            return PlaneResult(name, "head", "head", 180.0, no_measurement="empty mask")
+        return PlaneResult(name, "head", "head", 180.0, 180.0 + adf, adf, adf, dsc, 1.0)
+
+    base = [result("a", 1.0), result("b", 2.0), result("c", 3.0), result("d", None)]
+    better = [result("a", 0.5), result("b", 1.0), result("c", None), result("d", 1.0)]
+    write_evaluation(base, tmp_path / "base")
+    write_evaluation(better, tmp_path / "better")
+    arguments = [f"base={tmp_path / 'base' / 'summary.json'}", f"new={tmp_path / 'better' / 'summary.json'}"]
+    assert plane_report.main([*arguments, "--paired", "base"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    assert table[0].startswith("| network, change vs base | frames measured by both | ΔDSC (%) | ΔDF (mm) |")
+    # frames a and b only: c and d were measured by one network each
+    assert table[2] == (
+        "| new | 2 | +0.00 ± 0.00 (0/2 higher, p –) | -0.75 ± 0.35 (0/2 higher, p 0.5) "
+        "| -0.75 ± 0.35 (0/2 higher, p 0.5) | +0.00 ± 0.00 (0/2 higher, p –) |"
+    )
+    with pytest.raises(SystemExit):
+        plane_report.main([*arguments, "--paired", "other"])
+    assert "--paired 'other' is not one of the networks: base, new" in capsys.readouterr().err

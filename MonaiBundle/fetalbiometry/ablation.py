@@ -14,7 +14,8 @@ Training uses phantoms of seeds ``0 .. num_train - 1`` (validation: the next ``n
 evaluation the held-out phantoms of seeds ``100000 ..`` (``test_seed`` of ``evaluate.json``), at
 full resolution, with DSC, Conf, Jacc, Adb and Hdb in mm. Then it writes ``OUT/table1.md``: each
 network's mean ± SD over the test phantoms, its change against USegNet-DS on the same phantoms
-(paired, the paper's base model of the ablation) and the paper's own figures beside them::
+(paired, with the Wilcoxon signed-rank p of :mod:`fetalbiometry.paired`; USegNet-DS is the paper's
+base model of the ablation) and the paper's own figures beside them::
 
     python -m fetalbiometry.ablation --out out/table1 --epochs-per-level 10
 
@@ -38,9 +39,7 @@ keeps that fraction instead.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import subprocess
 import sys
 import time
@@ -49,12 +48,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from monai.bundle import ConfigParser
 
 from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.io import atomic_output
 from fetalbiometry.networks import VARIANTS
+from fetalbiometry.paired import paired_change, read_per_case
 
 __all__ = [
     "PUBLISHED_TABLE1",
@@ -63,7 +62,6 @@ __all__ = [
     "AblationRecipe",
     "comparison_table",
     "main",
-    "paired_change",
     "parameter_count",
     "run_variant",
     "table_path",
@@ -110,6 +108,7 @@ _PUBLISHED = {**PUBLISHED_TABLE1, **PUBLISHED_TABLE2}
 
 _CONFIGS = BUNDLE_ROOT / "configs"
 SUMMARY_NAME = "metrics_summary.json"
+METRICS_NAME = "metrics.csv"
 TRAINING_RECORD_NAME = "training.json"
 
 
@@ -245,38 +244,6 @@ def _train(variant: str, recipe: AblationRecipe, run_dir: Path) -> str | None:
     return None
 
 
-def _per_case(evaluation_dir: Path) -> dict[str, dict[str, float]]:
-    """``{case: {metric: value}}`` from an evaluation's ``metrics.csv``."""
-    with open(evaluation_dir / "metrics.csv", newline="", encoding="utf-8") as handle:
-        return {row.pop("case"): {key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)}
-
-
-def paired_change(
-    cases: Mapping[str, Mapping[str, float]], base: Mapping[str, Mapping[str, float]], metric: str
-) -> tuple[float, float, int, int]:
-    """Change of ``metric`` against the base model on the cases both were tested on.
-
-    Args:
-        cases: ``{case: {metric: value}}`` of the network.
-        base: the same for the base model.
-        metric: a column of ``metrics.csv``.
-
-    Returns:
-        ``(mean difference, its SD, cases where the network is higher, number of cases)``; the SD is
-        NaN for one case, and both are NaN or infinite where a distance is infinite (a missed head).
-
-    Raises:
-        ValueError: the two share no case.
-    """
-    shared = sorted(set(cases) & set(base))
-    if not shared:
-        raise ValueError("the network and the base model share no test case.")
-    differences = np.array([cases[name][metric] - base[name][metric] for name in shared])
-    with np.errstate(invalid="ignore"):  # inf - inf inside the SD of a missed head: NaN, as documented
-        sd = float(differences.std(ddof=1)) if len(differences) > 1 else math.nan
-    return float(differences.mean()), sd, int((differences > 0).sum()), len(shared)
-
-
 def _mean_sd(summary: Mapping[str, Mapping[str, float | None]], key: str, scale: float, decimals: int) -> str:
     figure = summary[key]
     if figure["mean"] is None:
@@ -298,7 +265,7 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
         "|---|---:|---:|" + "---:|" * (len(_COLUMNS) + 4),
     ]  # fmt: skip
     base_dir = out_dir / BASE_VARIANT / evaluation_name
-    base = _per_case(base_dir) if (base_dir / SUMMARY_NAME).exists() else None
+    has_base = (base_dir / SUMMARY_NAME).exists()
     for variant in sorted(variants, key=list(VARIANTS).index):
         run_dir = out_dir / variant
         published = _PUBLISHED.get(variant)
@@ -311,12 +278,12 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
         record = json.loads((run_dir / TRAINING_RECORD_NAME).read_text(encoding="utf-8"))
         cells = " | ".join(_mean_sd(summary, key, scale, decimals) for key, _, scale, decimals in _COLUMNS)
         changes = ["–", "–"]
-        if base is not None and variant != BASE_VARIANT:
-            cases = _per_case(run_dir / evaluation_name)
+        if has_base and variant != BASE_VARIANT:
             paired_columns = [column for column in _COLUMNS if column[0] in _PAIRED_METRICS]
             for index, (metric, _, scale, decimals) in enumerate(paired_columns):
-                mean, sd, higher, count = paired_change(cases, base, metric)
-                changes[index] = f"{mean * scale:+.{decimals}f} ± {sd * scale:.{decimals}f} ({higher}/{count} higher)"
+                network = read_per_case(run_dir / evaluation_name / METRICS_NAME, metric)
+                change = paired_change(network, read_per_case(base_dir / METRICS_NAME, metric))
+                changes[index] = change.describe(scale, decimals)
         minutes = record["train_seconds"] / 60.0
         lines.append(
             f"| {variant} | {record['parameters']:,} | {minutes:.1f} | {cells} | "

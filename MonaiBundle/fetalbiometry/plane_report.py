@@ -10,6 +10,11 @@ table, mean ± SD, followed by the published HC18 figures of :data:`PUBLISHED_HC
 A summary over several planes (the multi-task U-Net on head, abdomen and femur planes) is also
 given plane by plane, with the plane classification accuracy, since HC, AC and FL errors do not
 pool.
+
+``--paired NAME`` adds the frame-by-frame change of every other network against the one named
+(:func:`paired_table`), from the ``per_image.csv`` beside each ``summary.json``: two networks on
+the same frames differ by less than either's spread over them, so their means alone do not say
+which is better.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fetalbiometry.paired import paired_change, read_per_case
 from fetalbiometry.plane_evaluation import PUBLISHED_HC18
 
-__all__ = ["comparison_table", "main", "plane_table"]
+__all__ = ["comparison_table", "main", "paired_table", "per_image_figures", "plane_table"]
 
 _COLUMNS = (("dsc_percent", "DSC (%)"), ("df_mm", "DF (mm)"), ("adf_mm", "ADF (mm)"), ("hd_mm", "HD (mm)"))
 
@@ -62,6 +68,40 @@ def plane_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_image_figures(summary_path: Path) -> dict[str, dict[str, float]]:
+    """``{figure: {frame: value}}`` of the measured frames, from the ``per_image.csv`` beside ``summary_path``.
+
+    Raises:
+        OSError: no readable ``per_image.csv`` there.
+        ValueError: a column missing or a value that is not a number.
+    """
+    return {key: read_per_case(summary_path.with_name("per_image.csv"), key) for key, _ in _COLUMNS}
+
+
+def paired_table(per_image: Mapping[str, Mapping[str, Mapping[str, float]]], base: str) -> str:
+    """A markdown table of each network's change against ``base`` on the frames both measured.
+
+    Args:
+        per_image: network name → :func:`per_image_figures`.
+        base: the name of the network the others are compared with.
+
+    Each cell is the mean ± SD of ``network − base``, the frames where it is higher and the Wilcoxon
+    signed-rank p (:class:`~fetalbiometry.paired.PairedChange`); "–" where either gives no such figure.
+    """
+    changes = " | ".join(f"Δ{title}" for _, title in _COLUMNS)
+    header = f"| network, change vs {base} | frames measured by both | {changes} |"
+    lines = [header, "|" + "---|" * (len(_COLUMNS) + 2)]
+    for name, figures in per_image.items():
+        if name == base:
+            continue
+        cells, frames = [], set(per_image[base]["adf_mm"]) & set(figures["adf_mm"])
+        for key, _ in _COLUMNS:
+            shared = set(figures[key]) & set(per_image[base][key])
+            cells.append(paired_change(figures[key], per_image[base][key]).describe() if shared else "–")
+        lines.append(f"| {name} | {len(frames)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _named_path(text: str) -> tuple[str, Path]:
     name, separator, path = text.rpartition("=")  # a name may hold "=" ("λ = 0.1"); a path seldom does
     if not separator or not name or not path:
@@ -72,15 +112,24 @@ def _named_path(text: str) -> tuple[str, Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fetalbiometry.plane_report", description=__doc__.splitlines()[0])
     parser.add_argument("summaries", nargs="+", type=_named_path, metavar="NAME=SUMMARY_JSON")
+    parser.add_argument("--paired", metavar="NAME", help="also compare every network with this one, frame by frame")
     args = parser.parse_args(argv)
-    summaries = {}
+    names = [name for name, _ in args.summaries]
+    if args.paired is not None and args.paired not in names:
+        parser.error(f"--paired {args.paired!r} is not one of the networks: {', '.join(names)}")
+    summaries, per_image = {}, {}
     for name, path in args.summaries:
         try:
             summaries[name] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
+            if args.paired is not None:
+                per_image[name] = per_image_figures(path)
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
             print(f"plane_report: cannot read {path}: {error}", file=sys.stderr)
             return 1
     print(comparison_table(summaries), end="")
+    if args.paired is not None:
+        print()
+        print(paired_table(per_image, args.paired), end="")
     several_planes = {name: summary for name, summary in summaries.items() if len(summary.get("planes", {})) > 1}
     if several_planes:
         print()

@@ -1,0 +1,143 @@
+"""Paired comparison of two models on the same cases: the change of one figure, case by case.
+
+Two networks tested on the same phantoms or frames differ by less than either's spread over the
+cases, so the tables of docs/segmentation.md and docs/biometry.md compare them case by case: the
+mean and SD of the differences, how many cases went up and down, and the two-sided Wilcoxon
+signed-rank test of the differences (scipy's ``wilcoxon``; F. Wilcoxon, "Individual comparisons by
+ranking methods", Biometrics Bulletin 1(6), 1945), which assumes no normal distribution of them.
+
+The p treats the two trained networks as given: it says whether one is better than the other on
+these cases, not whether training it again would give the same difference (docs/segmentation.md
+measures that separately, with repeat seeds).
+
+Any two evaluations' per-case files can be compared from the command line: a 3D evaluation's
+``metrics.csv`` (cases in the ``case`` column) or a 2D one's ``per_image.csv`` (``name``)::
+
+    python -m fetalbiometry.paired --metric dice --scale 100 \
+        out/table1-e30-cos/USegNet-DS/evaluation/metrics.csv out/table1-e30-cos-seed1/USegNet-DS/evaluation/metrics.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+__all__ = ["CASE_COLUMNS", "PairedChange", "main", "paired_change", "read_per_case"]
+
+CASE_COLUMNS = ("case", "name")
+"""The column that names the case: ``case`` in a 3D ``metrics.csv``, ``name`` in a 2D ``per_image.csv``."""
+
+
+class PairedChange(NamedTuple):
+    """The change of a figure from a base model to a network, over the cases both were tested on.
+
+    Args:
+        mean: mean of ``network − base``.
+        sd: SD of the differences (ddof 1); NaN for one case.
+        higher: cases where the network's value is higher.
+        lower: cases where it is lower.
+        count: cases compared.
+        p_value: two-sided Wilcoxon signed-rank p of the differences (ties at zero dropped); NaN
+            when no case differs or a difference is not finite.
+    """
+
+    mean: float
+    sd: float
+    higher: int
+    lower: int
+    count: int
+    p_value: float
+
+    def describe(self, scale: float = 1.0, decimals: int = 2) -> str:
+        """The change as a table cell, e.g. ``-0.24 ± 0.80 (8/20 higher, p 0.31)``, values × ``scale``."""
+        p_value = "p –" if math.isnan(self.p_value) else f"p {self.p_value:.2g}"
+        return (
+            f"{self.mean * scale:+.{decimals}f} ± {self.sd * scale:.{decimals}f} "
+            f"({self.higher}/{self.count} higher, {p_value})"
+        )
+
+
+def paired_change(values: Mapping[str, float], base: Mapping[str, float]) -> PairedChange:
+    """The change of a figure against the base model on the cases both have a value for.
+
+    Args:
+        values: ``{case: value}`` of the network.
+        base: the same for the base model.
+
+    Returns:
+        The :class:`PairedChange`. Where a distance is infinite (a missed head), the mean is infinite
+        or NaN and the SD and p are NaN.
+
+    Raises:
+        ValueError: the two share no case.
+    """
+    shared = sorted(set(values) & set(base))
+    if not shared:
+        raise ValueError("the network and the base model share no test case.")
+    differences = np.array([values[name] - base[name] for name in shared], dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf inside the SD of a missed head: NaN, as documented
+        sd = float(differences.std(ddof=1)) if len(differences) > 1 else math.nan
+    testable = np.isfinite(differences).all() and np.any(differences != 0)
+    p_value = float(wilcoxon(differences).pvalue) if testable else math.nan
+    return PairedChange(
+        float(differences.mean()), sd, int((differences > 0).sum()), int((differences < 0).sum()), len(shared), p_value
+    )
+
+
+def read_per_case(path: str | Path, metric: str) -> dict[str, float]:
+    """``{case: value}`` of one column of a per-case CSV; empty cells (a frame not measured) are left out.
+
+    Args:
+        path: an evaluation's ``metrics.csv`` (3D) or ``per_image.csv`` (2D).
+        metric: the column, e.g. ``dice`` or ``adf_mm``.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: no case column (:data:`CASE_COLUMNS`), no ``metric`` column, or a value that is
+            not a number.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        key = next((column for column in CASE_COLUMNS if column in columns), None)
+        if key is None:
+            raise ValueError(f"{path} has no column naming the cases ({' or '.join(CASE_COLUMNS)})")
+        if metric not in columns:
+            raise ValueError(f"{path} has no column {metric!r}; it has {', '.join(columns)}")
+        try:
+            return {row[key]: float(row[metric]) for row in reader if row[metric]}
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.paired", description=__doc__.splitlines()[0])
+    parser.add_argument("base", type=Path, help="the base model's per-case CSV")
+    parser.add_argument("others", nargs="+", type=Path, metavar="OTHER", help="per-case CSVs compared with the base")
+    parser.add_argument("--metric", required=True, help="the column to compare, e.g. dice, adb_mm, adf_mm")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the changes, e.g. 100 for a Dice in points")
+    parser.add_argument("--decimals", type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        base = read_per_case(args.base, args.metric)
+        lines = [f"| per-case file | Δ{args.metric} vs {args.base} |", "|---|---|"]
+        for other in args.others:
+            change = paired_change(read_per_case(other, args.metric), base)
+            lines.append(f"| {other} | {change.describe(args.scale, args.decimals)} |")
+    except (OSError, ValueError) as error:
+        print(f"paired: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
