@@ -265,7 +265,9 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
         "|---|---:|---:|" + "---:|" * (len(_COLUMNS) + 4),
     ]  # fmt: skip
     base_dir = out_dir / BASE_VARIANT / evaluation_name
-    has_base = (base_dir / SUMMARY_NAME).exists()
+    base = None  # {metric: {case: value}} of the base model, read once for every row
+    if (base_dir / SUMMARY_NAME).exists():
+        base = {metric: read_per_case(base_dir / METRICS_NAME, metric) for metric in _PAIRED_METRICS}
     for variant in sorted(variants, key=list(VARIANTS).index):
         run_dir = out_dir / variant
         published = _PUBLISHED.get(variant)
@@ -278,12 +280,11 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
         record = json.loads((run_dir / TRAINING_RECORD_NAME).read_text(encoding="utf-8"))
         cells = " | ".join(_mean_sd(summary, key, scale, decimals) for key, _, scale, decimals in _COLUMNS)
         changes = ["–", "–"]
-        if has_base and variant != BASE_VARIANT:
+        if base is not None and variant != BASE_VARIANT:
             paired_columns = [column for column in _COLUMNS if column[0] in _PAIRED_METRICS]
             for index, (metric, _, scale, decimals) in enumerate(paired_columns):
                 network = read_per_case(run_dir / evaluation_name / METRICS_NAME, metric)
-                change = paired_change(network, read_per_case(base_dir / METRICS_NAME, metric))
-                changes[index] = change.describe(scale, decimals)
+                changes[index] = paired_change(network, base[metric]).describe(scale, decimals)
         minutes = record["train_seconds"] / 60.0
         lines.append(
             f"| {variant} | {record['parameters']:,} | {minutes:.1f} | {cells} | "
