@@ -39,6 +39,7 @@ def test_no_p_value_without_a_difference_or_with_an_infinite_one() -> None:
     # a missed head has an infinite distance: an infinite mean change, an undefined SD and p
     missed_head = paired_change({"a": math.inf, "b": 1.0}, {"a": 1.0, "b": 2.0})
     assert missed_head.mean == math.inf and math.isnan(missed_head.sd) and math.isnan(missed_head.p_value)
+    assert missed_head.describe() == "– (1/2 higher, a case is not finite)"
     assert (missed_head.higher, missed_head.lower, missed_head.count) == (1, 1, 2)
 
 

@@ -57,7 +57,13 @@ class PairedChange(NamedTuple):
     p_value: float
 
     def describe(self, scale: float = 1.0, decimals: int = 2) -> str:
-        """The change as a table cell, e.g. ``-0.24 ± 0.80 (8/20 higher, p 0.31)``, values × ``scale``."""
+        """The change as a table cell, e.g. ``-0.24 ± 0.80 (8/20 higher, p 0.31)``, values × ``scale``.
+
+        A change that is not finite (a missed head's infinite distance) has no mean, SD or p: the
+        cell is ``– (20/20 higher, a case is not finite)``.
+        """
+        if not math.isfinite(self.mean):
+            return f"– ({self.higher}/{self.count} higher, a case is not finite)"
         p_value = "p –" if math.isnan(self.p_value) else f"p {self.p_value:.2g}"
         return (
             f"{self.mean * scale:+.{decimals}f} ± {self.sd * scale:.{decimals}f} "
