@@ -22,6 +22,7 @@ from fetalbiometry.data import hc18
 from fetalbiometry.data.hc18_dataset import (
     IDENTITY,
     MTLN_AUGMENTATIONS,
+    ZOOM_AUGMENTATIONS,
     HC18PlaneDataset,
     PlaneAugmentation,
     affine_ellipse,
@@ -29,7 +30,7 @@ from fetalbiometry.data.hc18_dataset import (
     make_plane_sample,
 )
 from fetalbiometry.data.synthetic import make_plane
-from fetalbiometry.errors import NoMeasurementError
+from fetalbiometry.errors import InputError, NoMeasurementError
 from fetalbiometry.losses import BoundaryWeightedDiceCELoss, MTLNLoss, MultiTaskUNetLoss, regression_loss
 from fetalbiometry.networks import (
     MTLN,
@@ -295,6 +296,28 @@ def test_sample_label_lies_on_the_scaled_and_rotated_image_of_the_structure() ->
     assert math.isclose(sample["pixel_size"], 0.1 / scale)
     assert math.isclose(sample["hc_px"] * sample["pixel_size"], ellipse.circumference * 0.1, rel_tol=1e-9)
     assert sample["image"].shape == sample["label"].shape == (1, 160, 256) and sample["image"].dtype == np.float32
+
+
+def test_zoomed_sample_keeps_the_measurement_in_mm() -> None:
+    ellipse = Ellipse(400.0, 270.0, 120.0, 90.0, 0.5)
+    frame = ellipse_to_mask(ellipse, (540, 800)).astype(np.uint8) * 255
+    plain = make_plane_sample(frame, ellipse, pixel_size=0.1, spatial_size=(160, 256))
+    for augmentation in ZOOM_AUGMENTATIONS:
+        sample = make_plane_sample(frame, ellipse, pixel_size=0.1, spatial_size=(160, 256), augmentation=augmentation)
+        bright, label = sample["image"][0] > 0.5, sample["label"][0] > 0
+        assert 2 * (bright & label).sum() / (bright.sum() + label.sum()) > 0.98, augmentation.name
+        assert math.isclose(sample["hc_px"], plain["hc_px"] * augmentation.zoom, rel_tol=1e-9)
+        assert math.isclose(sample["hc_px"] * sample["pixel_size"], ellipse.circumference * 0.1, rel_tol=1e-9)
+    with pytest.raises(InputError, match="zoom must be positive"):
+        PlaneAugmentation("bad", zoom=0.0)
+
+
+def test_enlarging_zoom_is_dropped_where_the_head_would_leave_the_image() -> None:
+    shape = (160, 256)
+    large = Ellipse(128.0, 80.0, 110.0, 70.0, 0.0)  # 140 of 160 rows: 1.25 x would run out
+    assert [a.name for a in augmentations_keeping_head(large, shape, ZOOM_AUGMENTATIONS)] == ["zoom0.80"]
+    small = Ellipse(128.0, 80.0, 40.0, 30.0, 0.3)
+    assert augmentations_keeping_head(small, shape, ZOOM_AUGMENTATIONS) == list(ZOOM_AUGMENTATIONS)
 
 
 def test_augmentation_drops_samples_whose_head_leaves_the_image() -> None:

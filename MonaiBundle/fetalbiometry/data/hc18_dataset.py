@@ -17,7 +17,7 @@ the femur's bar (a :class:`~fetalbiometry.biometry.Rectangle` between the two en
   follow HC18, where every frame is a head;
 - ``"hc_mm"``: the reference measurement in mm (the CSV value for HC18);
 - ``"pixel_size"``: side of a square pixel of the sample grid, mm (the original size divided by
-  the scale), so that ``hc_px * pixel_size`` is the measurement in mm;
+  the scale and the augmentation's zoom), so that ``hc_px * pixel_size`` is the measurement in mm;
 - ``"plane"``: int64, the plane's index in :data:`~fetalbiometry.biometry.PLANE_CLASSES`
   (0 = head for HC18), the multi-task U-Net's class target;
 - ``"filename"``, ``"augmentation"``: where it comes from.
@@ -74,6 +74,7 @@ __all__ = [
     "DEFAULT_SPATIAL_SIZE",
     "IDENTITY",
     "MTLN_AUGMENTATIONS",
+    "ZOOM_AUGMENTATIONS",
     "AnnotatedPlane",
     "HC18PlaneDataset",
     "PlaneAugmentation",
@@ -238,19 +239,29 @@ def letterbox(image: np.ndarray, spatial_size: Sequence[int]) -> tuple[np.ndarra
 
 @dataclass(frozen=True)
 class PlaneAugmentation:
-    """A fixed flip or rotation of a 2D image about its centre.
+    """A fixed flip, rotation or zoom of a 2D image about its centre.
 
     Args:
         name: e.g. ``"rotate+20"``.
         flip_horizontal: mirror left-right (x → columns − 1 − x).
         flip_vertical: mirror top-bottom (y → rows − 1 − y).
         rotation_deg: rotation after the flips, degrees, counter-clockwise as displayed.
+        zoom: scale factor applied with the rotation (> 1 enlarges); lengths in pixels scale by it,
+            so the sample's pixel size is divided by it.
+
+    Raises:
+        InputError: a zoom that is not positive and finite.
     """
 
     name: str
     flip_horizontal: bool = False
     flip_vertical: bool = False
     rotation_deg: float = 0.0
+    zoom: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.zoom) and self.zoom > 0):
+            raise InputError(f"augmentation {self.name!r}: zoom must be positive and finite, got {self.zoom}")
 
     def matrix(self, shape: Sequence[int]) -> np.ndarray:
         """The 2 x 3 matrix mapping pixel (x, y) of an image of ``shape`` (rows, columns) to the output."""
@@ -258,7 +269,7 @@ class PlaneAugmentation:
         flip = np.diag([-1.0 if self.flip_horizontal else 1.0, -1.0 if self.flip_vertical else 1.0, 1.0])
         flip[0, 2] = columns - 1.0 if self.flip_horizontal else 0.0
         flip[1, 2] = rows - 1.0 if self.flip_vertical else 0.0
-        rotation = cv2.getRotationMatrix2D(((columns - 1) / 2.0, (rows - 1) / 2.0), self.rotation_deg, 1.0)
+        rotation = cv2.getRotationMatrix2D(((columns - 1) / 2.0, (rows - 1) / 2.0), self.rotation_deg, self.zoom)
         return (_homogeneous(rotation) @ flip)[:2]
 
     def apply(self, image: np.ndarray) -> np.ndarray:
@@ -277,6 +288,15 @@ MTLN_AUGMENTATIONS: tuple[PlaneAugmentation, ...] = (
     *(PlaneAugmentation(f"rotate{angle:+d}", rotation_deg=float(angle)) for angle in (-60, -40, -20, 20, 40, 60)),
 )
 """The MTLN augmentation: the image, its two flips and six fixed rotations (section III.B)."""
+
+ZOOM_AUGMENTATIONS: tuple[PlaneAugmentation, ...] = (
+    PlaneAugmentation("zoom0.80", zoom=0.8),
+    PlaneAugmentation("zoom1.25", zoom=1.25),
+)
+"""Not in the MTLN paper: the image shrunk by 0.8 and enlarged by 1.25 about its centre, for
+head sizes the training frames do not show (an enlargement is dropped where the head would leave
+the image, like any augmentation). Add them with ``--augmentations
+'$fetalbiometry.data.hc18_dataset.MTLN_AUGMENTATIONS + fetalbiometry.data.hc18_dataset.ZOOM_AUGMENTATIONS'``."""
 
 
 def augmentations_keeping_head(
@@ -323,7 +343,7 @@ def make_plane_sample(
         structure: the reference ellipse (head, abdomen) or femur bar in pixels of ``image``.
         pixel_size: side of a square pixel of ``image``, mm.
         spatial_size: (rows, columns) of the sample.
-        augmentation: flip or rotation applied after scaling.
+        augmentation: flip, rotation or zoom applied after scaling.
         filename: kept in the sample.
         reference_mm: reference HC, AC or FL in mm; the structure's (:func:`measured_length`)
             when None.
@@ -342,7 +362,7 @@ def make_plane_sample(
         raise InputError(f"plane must be one of {', '.join(PLANE_CLASSES)}; got {plane!r}")
     scaled, scaling, scale = letterbox(image.astype(np.float32) / 255.0, spatial_size)
     moved = affine_structure(structure, _homogeneous(augmentation.matrix(spatial_size)) @ _homogeneous(scaling))
-    out_pixel_size = pixel_size / scale
+    out_pixel_size = pixel_size / (scale * augmentation.zoom)
     return {
         "image": augmentation.apply(scaled)[None],
         "label": structure_to_mask(moved, spatial_size).astype(np.float32)[None],
@@ -413,7 +433,7 @@ class PlaneSampleDataset(Dataset):
             scaling, _ = letterbox_matrix(plane.frame_shape, self.spatial_size)
             resized = affine_structure(plane.structure, scaling)
             kept = augmentations_keeping_head(resized, self.spatial_size, augmentations)
-            items.extend({"plane": plane, "hc_px": measured_length(resized), "augmentation": a} for a in kept)
+            items.extend({"plane": plane, "hc_px": measured_length(resized) * a.zoom, "augmentation": a} for a in kept)
         super().__init__(items, transform)
 
     def _transform(self, index: int) -> dict[str, Any]:
