@@ -293,9 +293,11 @@ ZOOM_AUGMENTATIONS: tuple[PlaneAugmentation, ...] = (
     PlaneAugmentation("zoom0.80", zoom=0.8),
     PlaneAugmentation("zoom1.25", zoom=1.25),
 )
-"""Not in the MTLN paper: the image shrunk by 0.8 and enlarged by 1.25 about its centre, for
-head sizes the training frames do not show (an enlargement is dropped where the head would leave
-the image, like any augmentation). Add them with ``--augmentations
+"""Not in the MTLN paper: the image shrunk by 0.8 and enlarged by 1.25 about its centre, so that
+the network sees each head at more than one size (an enlargement is dropped where the head would
+leave the image, like any augmentation). The shipped HC model is trained without them
+(docs/biometry.md measures them). Add them
+with ``--augmentations
 '$fetalbiometry.data.hc18_dataset.MTLN_AUGMENTATIONS + fetalbiometry.data.hc18_dataset.ZOOM_AUGMENTATIONS'``."""
 
 
