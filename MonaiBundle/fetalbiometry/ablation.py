@@ -265,6 +265,7 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
         "|---|---:|---:|" + "---:|" * (len(_COLUMNS) + 4),
     ]  # fmt: skip
     base_dir = out_dir / BASE_VARIANT / evaluation_name
+    paired_columns = [column for column in _COLUMNS if column[0] in _PAIRED_METRICS]
     base = None  # {metric: {case: value}} of the base model, read once for every row
     if (base_dir / SUMMARY_NAME).exists():
         base = {metric: read_per_case(base_dir / METRICS_NAME, metric) for metric in _PAIRED_METRICS}
@@ -281,7 +282,6 @@ def comparison_table(out_dir: Path, variants: Sequence[str], evaluation_name: st
         cells = " | ".join(_mean_sd(summary, key, scale, decimals) for key, _, scale, decimals in _COLUMNS)
         changes = ["–", "–"]
         if base is not None and variant != BASE_VARIANT:
-            paired_columns = [column for column in _COLUMNS if column[0] in _PAIRED_METRICS]
             for index, (metric, _, scale, decimals) in enumerate(paired_columns):
                 network = read_per_case(run_dir / evaluation_name / METRICS_NAME, metric)
                 changes[index] = paired_change(network, base[metric]).describe(scale, decimals)

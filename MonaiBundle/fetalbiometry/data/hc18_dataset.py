@@ -296,8 +296,7 @@ ZOOM_AUGMENTATIONS: tuple[PlaneAugmentation, ...] = (
 """Not in the MTLN paper: the image shrunk by 0.8 and enlarged by 1.25 about its centre, so that
 the network sees each head at more than one size (an enlargement is dropped where the head would
 leave the image, like any augmentation). The shipped HC model is trained without them
-(docs/biometry.md measures them). Add them
-with ``--augmentations
+(docs/biometry.md measures them). Add them with ``--augmentations
 '$fetalbiometry.data.hc18_dataset.MTLN_AUGMENTATIONS + fetalbiometry.data.hc18_dataset.ZOOM_AUGMENTATIONS'``."""
 
 
