@@ -20,6 +20,7 @@ from fetalbiometry.biometry.growth import (
     intergrowth_centile,
     intergrowth_mean_sd,
     intergrowth_zscore,
+    trimester,
 )
 from fetalbiometry.errors import FetalBiometryError, InputError
 
@@ -222,3 +223,12 @@ def test_non_positive_or_non_finite_measurement_is_rejected(bad):
             call()
         message = str(caught.value)
         assert "positive, finite length in mm" in message and "\n" not in message
+
+
+def test_trimester_boundaries_are_the_acog_weeks():
+    # ACOG: first trimester to 13 weeks 6 days, second from 14w0d to 27w6d, third from 28w0d.
+    assert trimester(13 + 6 / 7) == "first" and trimester(14.0) == "second"
+    assert trimester(27 + 6 / 7) == "second" and trimester(28.0) == "third"
+    assert list(trimester(np.array([9.0, 20.0, 41.0]))) == ["first", "second", "third"]
+    with pytest.raises(InputError, match="gestational age must be finite"):
+        trimester(np.array([20.0, float("nan")]))

@@ -22,6 +22,8 @@ from fetalbiometry.plane_evaluation import (
     ellipse_dice,
     ellipse_hausdorff_mm,
     evaluate_case,
+    read_evaluation,
+    summarize_by_trimester,
     summarize_planes,
     write_evaluation,
 )
@@ -223,6 +225,34 @@ def test_comparison_table_puts_ours_beside_the_published(tmp_path, capsys):
     assert ours[0] == "| ours" and ours[1] == "1 / 1"
     assert ours[4] == f"{summary['adf_mm']['mean']:.2f} ± 0.00"
     assert any(line.startswith("| MTLN (Sobhaninia et al. 2019), as reported | – | 96.84 |") for line in table)
+
+
+def test_trimester_summary_splits_the_head_frames_by_their_reference_hc(tmp_path, capsys):
+    # Hadlock's GA is 14 weeks at HC 89.4 mm and 28 weeks at 257.6 mm.
+    results = [
+        PlaneResult("small", "head", "head", 80.0, 82.0, 2.0, 2.0, 95.0, 1.0),
+        PlaneResult("small-missed", "head", "head", 85.0, no_measurement="empty mask"),
+        PlaneResult("mid", "head", "head", 180.0, 179.0, -1.0, 1.0, 98.0, 0.5),
+        PlaneResult("large", "head", "head", 300.0, 306.0, 6.0, 6.0, 97.0, 2.0),
+        PlaneResult("belly", "abdomen", "abdomen", 80.0, 81.0, 1.0, 1.0, 96.0, 1.0),
+    ]
+    summary = summarize_by_trimester(results)
+    assert list(summary) == ["first", "second", "third"]
+    assert (summary["first"]["images"], summary["first"]["measured"]) == (2, 1)
+    assert summary["first"]["relative_adf_percent"]["mean"] == pytest.approx(2.5)
+    assert summary["third"]["adf_mm"]["mean"] == pytest.approx(6.0)
+    assert summarize_by_trimester(results[1:3]).keys() == {"first", "second"}
+    assert summarize_by_trimester(results[4:]) == {}
+
+    write_evaluation(results, tmp_path)
+    assert read_evaluation(tmp_path / "per_image.csv") == results
+    assert plane_report.main([f"ours={tmp_path / 'summary.json'}", "--by-trimester"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    assert table[0].endswith("| HD (mm) | ADF / HC (%) |")
+    assert table[2].startswith("| ours | first | 1 / 2 | 95.00 ± 0.00 | 2.00 ± 0.00 | 2.00 ± 0.00 |")
+    (tmp_path / "per_image.csv").write_text("name,plane\nsmall,head\n", encoding="utf-8")
+    assert plane_report.main([f"ours={tmp_path / 'summary.json'}", "--by-trimester"]) == 1
+    assert "has no column predicted_plane" in capsys.readouterr().err
 
 
 def test_paired_table_compares_the_frames_both_networks_measured(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Figures of a 2D biometry network: DSC, DF, ADF and HD per frame, as HC18 reports them.
 
-van den Heuvel et al. 2018 (``shared/papers/hc18-dataset-van-den-heuvel-2018.txt``) evaluate an
-automated HC against the sonographer's by
+van den Heuvel et al. ("Automated measurement of fetal head circumference using 2D ultrasound
+images", PLoS ONE 13(8): e0200412, 2018) evaluate an automated HC against the sonographer's by
 
 - DF = HC_pred − HC_ref and ADF = |DF| (mm), HC_ref being the CSV value;
 - DSC between the filled predicted and reference ellipses (%);
@@ -15,6 +15,9 @@ A frame the network cannot measure (``NoMeasurementError``: empty mask, head cut
 implausible ellipse) is not given a number: it is counted and listed with its reason, and the
 means are over the measured frames. The regression CNNs give an HC and no ellipse, so only DF and
 ADF are defined for them; a femur has a length and no ellipse, so likewise.
+
+Head frames are also summarised by trimester (:func:`summarize_by_trimester`), since a first-trimester
+head is a third of the size of a term one, and an error in mm means more on it.
 
 Frames come as :class:`PlaneCase` (frame, pixel size, plane, reference): from HC18
 (:func:`hc18_case`), from the phantom generator (:func:`phantom_case`) or from a user's datalist
@@ -36,6 +39,7 @@ from scipy.spatial.distance import directed_hausdorff
 from tqdm import tqdm
 
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
+from fetalbiometry.biometry.growth import TRIMESTERS, ga_hadlock_hc, trimester
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES, measure_plane
 from fetalbiometry.data.hc18 import HC18Record, read_annotation, read_frame
 from fetalbiometry.data.hc18_dataset import AnnotatedPlane
@@ -55,6 +59,8 @@ __all__ = [
     "evaluate_planes",
     "hc18_case",
     "phantom_case",
+    "read_evaluation",
+    "summarize_by_trimester",
     "summarize_planes",
     "write_evaluation",
 ]
@@ -215,6 +221,9 @@ def _figures(results: Sequence[PlaneResult]) -> dict[str, object]:
         "plane_accuracy": float(np.mean([result.plane == result.predicted_plane for result in results])) if results else None,
         "no_measurement": {result.name: result.no_measurement for result in results if result.no_measurement},
         **{key: _mean_sd(getattr(result, key) for result in results) for key in ("df_mm", "adf_mm", "dsc_percent", "hd_mm")},
+        "relative_adf_percent": _mean_sd(
+            None if result.adf_mm is None else 100.0 * result.adf_mm / result.reference_mm for result in results
+        ),
     }
 
 
@@ -224,12 +233,63 @@ def summarize_planes(results: Sequence[PlaneResult]) -> dict[str, object]:
     Returns:
         ``{"images": n, "measured": m, "plane_accuracy": fraction of frames whose plane the network
         got right, "no_measurement": {name: reason}, "df_mm": {...}, "adf_mm": {...},
-        "dsc_percent": {...}, "hd_mm": {...}, "planes": {plane: the same figures over the frames
-        of that reference plane}}`` (None for a figure the network does not give). HC, AC and FL
-        are different lengths, so a test set of several planes is read plane by plane.
+        "dsc_percent": {...}, "hd_mm": {...}, "relative_adf_percent": {...} (ADF / reference),
+        "planes": {plane: the same figures over the frames of that reference plane}}`` (None for a
+        figure the network does not give). HC, AC and FL are different lengths, so a test set of
+        several planes is read plane by plane.
     """
     by_plane = {plane: [result for result in results if result.plane == plane] for plane in PLANE_CLASSES}
     return {**_figures(results), "planes": {plane: _figures(subset) for plane, subset in by_plane.items() if subset}}
+
+
+def summarize_by_trimester(results: Sequence[PlaneResult]) -> dict[str, dict[str, object]]:
+    """The figures of :func:`summarize_planes` over the head frames of each trimester present.
+
+    A frame's trimester is that of the gestational age its reference HC gives by Hadlock's formula
+    (:func:`~fetalbiometry.biometry.growth.ga_hadlock_hc`; :func:`~fetalbiometry.biometry.growth.trimester`):
+    a head under 89.4 mm is in the first trimester, one of 257.6 mm or more in the third. Below 14
+    weeks the formula extrapolates, which only places the head in the first trimester. The
+    reference HC, not the network's, decides, so every network's frames fall in the same trimesters.
+
+    Returns:
+        ``{trimester: figures}``, the trimesters in order; empty without head frames.
+    """
+    heads = [result for result in results if result.plane == "head"]
+    if not heads:
+        return {}
+    trimesters = trimester(ga_hadlock_hc([result.reference_mm for result in heads]))
+    return {
+        name: _figures([result for result, of in zip(heads, trimesters) if of == name])
+        for name in TRIMESTERS
+        if name in trimesters
+    }
+
+
+_TEXT_FIELDS = ("name", "plane", "predicted_plane", "no_measurement")
+"""The :class:`PlaneResult` fields that are text; every other one is a number, empty when None."""
+
+
+def _parse_field(name: str, text: str) -> str | float | None:
+    return text if name in _TEXT_FIELDS else (float(text) if text else None)
+
+
+def read_evaluation(path: str | Path) -> list[PlaneResult]:
+    """The frames of a ``per_image.csv`` written by :func:`write_evaluation`, one :class:`PlaneResult` each.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: a column of :class:`PlaneResult` missing, or a figure that is not a number.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        names = [field.name for field in fields(PlaneResult)]
+        missing = [name for name in names if name not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path} has no column {', '.join(missing)}")
+        try:
+            return [PlaneResult(**{name: _parse_field(name, row[name]) for name in names}) for row in reader]
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def write_evaluation(results: Sequence[PlaneResult], output_dir: str | Path) -> dict[str, object]:

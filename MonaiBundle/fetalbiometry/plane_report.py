@@ -15,6 +15,9 @@ pool.
 (:func:`paired_table`), from the ``per_image.csv`` beside each ``summary.json``: two networks on
 the same frames differ by less than either's spread over them, so their means alone do not say
 which is better.
+
+``--by-trimester`` adds each network's head figures trimester by trimester
+(:func:`fetalbiometry.plane_evaluation.summarize_by_trimester`), with the ADF relative to the HC.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from fetalbiometry.paired import paired_change, read_per_case
-from fetalbiometry.plane_evaluation import PUBLISHED_HC18
+from fetalbiometry.plane_evaluation import PUBLISHED_HC18, read_evaluation, summarize_by_trimester
 
-__all__ = ["comparison_table", "main", "paired_table", "per_image_figures", "plane_table"]
+__all__ = ["comparison_table", "main", "paired_table", "per_image_figures", "plane_table", "trimester_table"]
 
 _COLUMNS = (("dsc_percent", "DSC (%)"), ("df_mm", "DF (mm)"), ("adf_mm", "ADF (mm)"), ("hd_mm", "HD (mm)"))
 
@@ -65,6 +68,18 @@ def plane_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
             cells = " | ".join(_cell(figures[key]) for key, _ in _COLUMNS)
             accuracy = 100.0 * figures["plane_accuracy"]
             lines.append(f"| {name} | {plane} | {figures['measured']} / {figures['images']} | {accuracy:.1f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def trimester_table(by_trimester: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """A markdown table with one row per network and trimester (name → :func:`summarize_by_trimester`)."""
+    columns = (*_COLUMNS, ("relative_adf_percent", "ADF / HC (%)"))
+    header = "| network | trimester | frames measured | " + " | ".join(title for _, title in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 3)]
+    for name, trimesters in by_trimester.items():
+        for trimester, figures in trimesters.items():
+            cells = " | ".join(_cell(figures[key]) for key, _ in columns)
+            lines.append(f"| {name} | {trimester} | {figures['measured']} / {figures['images']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,16 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fetalbiometry.plane_report", description=__doc__.splitlines()[0])
     parser.add_argument("summaries", nargs="+", type=_named_path, metavar="NAME=SUMMARY_JSON")
     parser.add_argument("--paired", metavar="NAME", help="also compare every network with this one, frame by frame")
+    parser.add_argument("--by-trimester", action="store_true", help="also give the head figures trimester by trimester")
     args = parser.parse_args(argv)
     names = [name for name, _ in args.summaries]
     if args.paired is not None and args.paired not in names:
         parser.error(f"--paired {args.paired!r} is not one of the networks: {', '.join(names)}")
-    summaries, per_image = {}, {}
+    summaries, per_image, by_trimester = {}, {}, {}
     for name, path in args.summaries:
         try:
             summaries[name] = json.loads(path.read_text(encoding="utf-8"))
             if args.paired is not None:
                 per_image[name] = per_image_figures(path)
+            if args.by_trimester:
+                by_trimester[name] = summarize_by_trimester(read_evaluation(path.with_name("per_image.csv")))
         except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
             print(f"plane_report: cannot read {path}: {error}", file=sys.stderr)
             return 1
@@ -130,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.paired is not None:
         print()
         print(paired_table(per_image, args.paired), end="")
+    if args.by_trimester:
+        print()
+        print(trimester_table(by_trimester), end="")
     several_planes = {name: summary for name, summary in summaries.items() if len(summary.get("planes", {})) > 1}
     if several_planes:
         print()

@@ -16,6 +16,8 @@ from fetalbiometry.biometry.growth import (
     HADLOCK_1984_GA,
     INTERGROWTH_FETAL_GROWTH,
     INTERGROWTH_GA_RANGE_WEEKS,
+    TRIMESTER_START_WEEKS,
+    TRIMESTERS,
     FractionalPolynomial,
     Measure,
     efw_hadlock,
@@ -28,6 +30,7 @@ from fetalbiometry.biometry.growth import (
     intergrowth_centile,
     intergrowth_mean_sd,
     intergrowth_zscore,
+    trimester,
 )
 from fetalbiometry.biometry.planes import (
     PLANE_CLASSES,

@@ -17,6 +17,9 @@ Equations implemented:
   Project. Lancet 2014;384:869-879. Mean and SD of HC, AC, FL and BPD for GA 14-40 weeks.
 - Hadlock FP, Harrist RB, Sharman RS, Deter RL, Park SK. Estimation of fetal weight with the use of
   head, body, and femur measurements: a prospective study. Am J Obstet Gynecol 1985;151:333-337.
+
+The trimesters are those of the American College of Obstetricians and Gynecologists: the first
+up to 13 weeks 6 days, the second from 14 weeks 0 days to 27 weeks 6 days, the third from 28 weeks.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ __all__ = [
     "HADLOCK_1984_GA",
     "INTERGROWTH_FETAL_GROWTH",
     "INTERGROWTH_GA_RANGE_WEEKS",
+    "TRIMESTERS",
+    "TRIMESTER_START_WEEKS",
     "FractionalPolynomial",
     "ga_hadlock",
     "ga_hadlock_hc",
@@ -46,6 +51,7 @@ __all__ = [
     "intergrowth_zscore",
     "intergrowth_centile",
     "efw_hadlock",
+    "trimester",
 ]
 
 Measure = Literal["hc", "ac", "fl", "bpd"]
@@ -59,6 +65,13 @@ HADLOCK_1984_GA: dict[str, tuple[float, float, float, float]] = {
     "fl": (10.35, 2.460, 0.170, 0.0),
     "bpd": (9.54, 1.482, 0.1676, 0.0),
 }
+
+
+TRIMESTERS: tuple[str, ...] = ("first", "second", "third")
+"""The trimesters' names, in order."""
+
+TRIMESTER_START_WEEKS: tuple[float, float] = (14.0, 28.0)
+"""The gestational ages (weeks) at which the second and third trimesters start."""
 
 
 @dataclass(frozen=True)
@@ -328,3 +341,22 @@ def efw_hadlock(hc_mm: ArrayLike, ac_mm: ArrayLike, fl_mm: ArrayLike) -> float |
     fl = _positive_finite("fl", fl_mm) / MM_PER_CM
     log10_weight = 1.326 - 0.00326 * ac * fl + 0.0107 * hc + 0.0438 * ac + 0.158 * fl
     return _as_result(10.0**log10_weight)
+
+
+def trimester(ga_weeks: ArrayLike) -> str | np.ndarray:
+    """The trimester (:data:`TRIMESTERS`) of a gestational age, split at :data:`TRIMESTER_START_WEEKS`.
+
+    Args:
+        ga_weeks: gestational age in weeks (float or array).
+
+    Returns:
+        ``"first"``, ``"second"`` or ``"third"``; an array of them for an array.
+
+    Raises:
+        InputError: a gestational age that is not finite.
+    """
+    ga = np.asarray(ga_weeks, dtype=float)
+    if not np.all(np.isfinite(ga)):
+        raise InputError(f"gestational age must be finite; got {ga[~np.isfinite(ga)].flat[0]}")
+    names = np.asarray(TRIMESTERS)[np.searchsorted(TRIMESTER_START_WEEKS, ga, side="right")]
+    return str(names) if names.ndim == 0 else names
