@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy.stats import wilcoxon
 
-from fetalbiometry.paired import main, paired_change, read_per_case
+from fetalbiometry.paired import main, mean_per_case, paired_change, read_per_case
 
 
 def test_paired_change_uses_the_shared_cases_only() -> None:
@@ -68,3 +68,21 @@ def test_the_command_prints_one_row_per_file_and_one_line_on_bad_input(tmp_path,
     assert main([str(base), str(tmp_path / "missing.csv"), "--metric", "dice"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("paired: ") and "missing.csv" in error and "\n" not in error
+
+
+def test_comma_joined_runs_are_compared_by_their_mean_per_case(tmp_path, capsys) -> None:
+    files = {}
+    for name, text in {
+        "a1": "case,dice\np1,0.90\np2,0.80\np3,0.70\n",
+        "a2": "case,dice\np1,0.92\np2,0.84\np3,0.72\np4,0.50\n",
+        "b1": "case,dice\np1,0.95\np2,0.85\np3,0.75\n",
+    }.items():
+        files[name] = tmp_path / f"{name}.csv"
+        files[name].write_text(text, encoding="utf-8")
+    # p4 is in one run only, so it is left out of the mean
+    assert mean_per_case([files["a1"], files["a2"]], "dice") == pytest.approx({"p1": 0.91, "p2": 0.82, "p3": 0.71})
+    assert main([f"{files['a1']},{files['a2']}", str(files["b1"]), "--metric", "dice", "--scale", "100"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == f"| {files['b1']} | +3.67 ± 0.58 (3/3 higher, p 0.25) |"
+    (tmp_path / "other.csv").write_text("case,dice\nq1,0.9\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no case has a 'dice' value in every one of"):
+        mean_per_case([files["a1"], tmp_path / "other.csv"], "dice")

@@ -15,6 +15,10 @@ Any two evaluations' per-case files can be compared from the command line: a 3D 
 
     python -m fetalbiometry.paired --metric dice --scale 100 \
         out/table1-e30-cos/USegNet-DS/evaluation/metrics.csv out/table1-e30-cos-seed1/USegNet-DS/evaluation/metrics.csv
+
+Files joined by commas are several trainings of one model (repeat seeds): each case's value is
+their mean (:func:`mean_per_case`), so the comparison is between the models' seed means, case by
+case. Its p still treats those trainings as given.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.stats import wilcoxon
 
-__all__ = ["CASE_COLUMNS", "PairedChange", "main", "paired_change", "read_per_case"]
+__all__ = ["CASE_COLUMNS", "PairedChange", "main", "mean_per_case", "paired_change", "read_per_case"]
 
 CASE_COLUMNS = ("case", "name")
 """The column that names the case: ``case`` in a 3D ``metrics.csv``, ``name`` in a 2D ``per_image.csv``."""
@@ -124,19 +128,39 @@ def read_per_case(path: str | Path, metric: str) -> dict[str, float]:
             raise ValueError(f"{path}: {error}") from None
 
 
+def mean_per_case(paths: Sequence[str | Path], metric: str) -> dict[str, float]:
+    """``{case: mean value}`` of one column over several per-case CSVs (:func:`read_per_case`).
+
+    Only the cases that every file has a value for are kept, so each mean is over all the files.
+
+    Raises:
+        OSError: a file cannot be read.
+        ValueError: as :func:`read_per_case`, or no case is in every file.
+    """
+    runs = [read_per_case(path, metric) for path in paths]
+    shared = sorted(set.intersection(*(set(run) for run in runs)))
+    if not shared:
+        raise ValueError(f"no case has a {metric!r} value in every one of {', '.join(map(str, paths))}")
+    return {case: float(np.mean([run[case] for run in runs])) for case in shared}
+
+
+def _runs(text: str) -> list[Path]:
+    return [Path(path) for path in text.split(",")]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fetalbiometry.paired", description=__doc__.splitlines()[0])
-    parser.add_argument("base", type=Path, help="the base model's per-case CSV")
-    parser.add_argument("others", nargs="+", type=Path, metavar="OTHER", help="per-case CSVs compared with the base")
+    parser.add_argument("base", help="the base model's per-case CSV, or several trainings' joined by commas")
+    parser.add_argument("others", nargs="+", metavar="OTHER", help="per-case CSVs (or comma-joined runs) compared with the base")
     parser.add_argument("--metric", required=True, help="the column to compare, e.g. dice, adb_mm, adf_mm")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the changes, e.g. 100 for a Dice in points")
     parser.add_argument("--decimals", type=int, default=2)
     args = parser.parse_args(argv)
     try:
-        base = read_per_case(args.base, args.metric)
+        base = mean_per_case(_runs(args.base), args.metric)
         lines = [f"| per-case file | Δ{args.metric} vs {args.base} |", "|---|---|"]
         for other in args.others:
-            change = paired_change(read_per_case(other, args.metric), base)
+            change = paired_change(mean_per_case(_runs(other), args.metric), base)
             lines.append(f"| {other} | {change.describe(args.scale, args.decimals)} |")
     except (OSError, ValueError) as error:
         print(f"paired: {error}", file=sys.stderr)
