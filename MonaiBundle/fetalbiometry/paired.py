@@ -151,7 +151,9 @@ def _runs(text: str) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fetalbiometry.paired", description=__doc__.splitlines()[0])
     parser.add_argument("base", help="the base model's per-case CSV, or several trainings' joined by commas")
-    parser.add_argument("others", nargs="+", metavar="OTHER", help="per-case CSVs (or comma-joined runs) compared with the base")
+    parser.add_argument(
+        "others", nargs="+", metavar="OTHER", help="per-case CSVs (or comma-joined runs) compared with the base"
+    )
     parser.add_argument("--metric", required=True, help="the column to compare, e.g. dice, adb_mm, adf_mm")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the changes, e.g. 100 for a Dice in points")
     parser.add_argument("--decimals", type=int, default=2)

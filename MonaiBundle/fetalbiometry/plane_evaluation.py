@@ -16,8 +16,8 @@ implausible ellipse) is not given a number: it is counted and listed with its re
 means are over the measured frames. The regression CNNs give an HC and no ellipse, so only DF and
 ADF are defined for them; a femur has a length and no ellipse, so likewise.
 
-Head frames are also summarised by trimester (:func:`summarize_by_trimester`), since a first-trimester
-head is a third of the size of a term one, and an error in mm means more on it.
+Head frames are also summarised by trimester (:func:`summarize_by_trimester`): a first-trimester head
+is a quarter of the size of a term one or less, so an error in mm means more on it.
 
 Frames come as :class:`PlaneCase` (frame, pixel size, plane, reference): from HC18
 (:func:`hc18_case`), from the phantom generator (:func:`phantom_case`) or from a user's datalist
@@ -243,7 +243,7 @@ def summarize_planes(results: Sequence[PlaneResult]) -> dict[str, object]:
 
 
 def summarize_by_trimester(results: Sequence[PlaneResult]) -> dict[str, dict[str, object]]:
-    """The figures of :func:`summarize_planes` over the head frames of each trimester present.
+    """The figures of :func:`summarize_planes` (without the plane split) over the head frames of each trimester.
 
     A frame's trimester is that of the gestational age its reference HC gives by Hadlock's formula
     (:func:`~fetalbiometry.biometry.growth.ga_hadlock_hc`; :func:`~fetalbiometry.biometry.growth.trimester`):
@@ -252,7 +252,7 @@ def summarize_by_trimester(results: Sequence[PlaneResult]) -> dict[str, dict[str
     reference HC, not the network's, decides, so every network's frames fall in the same trimesters.
 
     Returns:
-        ``{trimester: figures}``, the trimesters in order; empty without head frames.
+        ``{trimester: figures}`` for the trimesters that have head frames, in order; empty without any.
     """
     heads = [result for result in results if result.plane == "head"]
     if not heads:
