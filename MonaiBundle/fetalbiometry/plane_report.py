@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fetalbiometry.paired import paired_change, read_per_case
-from fetalbiometry.plane_evaluation import PUBLISHED_HC18, read_evaluation, summarize_by_trimester
+from fetalbiometry.paired import paired_change
+from fetalbiometry.plane_evaluation import PUBLISHED_HC18, PlaneResult, read_evaluation, summarize_by_trimester
 
 __all__ = ["comparison_table", "main", "paired_table", "per_image_figures", "plane_table", "trimester_table"]
 
@@ -83,14 +83,12 @@ def trimester_table(by_trimester: Mapping[str, Mapping[str, Mapping[str, Any]]])
     return "\n".join(lines) + "\n"
 
 
-def per_image_figures(summary_path: Path) -> dict[str, dict[str, float]]:
-    """``{figure: {frame: value}}`` of the measured frames, from the ``per_image.csv`` beside ``summary_path``.
-
-    Raises:
-        OSError: no readable ``per_image.csv`` there.
-        ValueError: a column missing or a value that is not a number.
-    """
-    return {key: read_per_case(summary_path.with_name("per_image.csv"), key) for key, _ in _COLUMNS}
+def per_image_figures(results: Sequence[PlaneResult]) -> dict[str, dict[str, float]]:
+    """``{figure: {frame: value}}`` of the frames that have the figure (an evaluation's ``per_image.csv``)."""
+    return {
+        key: {result.name: getattr(result, key) for result in results if getattr(result, key) is not None}
+        for key, _ in _COLUMNS
+    }
 
 
 def paired_table(per_image: Mapping[str, Mapping[str, Mapping[str, float]]], base: str) -> str:
@@ -137,10 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, path in args.summaries:
         try:
             summaries[name] = json.loads(path.read_text(encoding="utf-8"))
-            if args.paired is not None:
-                per_image[name] = per_image_figures(path)
-            if args.by_trimester:
-                by_trimester[name] = summarize_by_trimester(read_evaluation(path.with_name("per_image.csv")))
+            if args.paired is not None or args.by_trimester:
+                results = read_evaluation(path.with_name("per_image.csv"))  # one read for both tables
+                per_image[name] = per_image_figures(results)
+                by_trimester[name] = summarize_by_trimester(results)
         except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
             print(f"plane_report: cannot read {path}: {error}", file=sys.stderr)
             return 1
