@@ -28,7 +28,10 @@ It also times the shipped HC pipeline on one 540 x 800 frame, the size of an HC1
 back onto the frame) and :func:`fetalbiometry.biometry.measure_plane` (ellipse fit, HC, BPD, OFD).
 A network with random weights segments no head, so the ellipse fit is timed on the frame's
 reference mask, the mask a trained network gives; the pipeline's time is the sum of the two
-stages' medians, checked against the issue's target of 50 ms per image on 2 cores.
+stages' medians, checked against the issue's target of 50 ms per image on 2 cores. A third stage
+is the second look of ``head_crop`` (:class:`fetalbiometry.data.hc18_dataset.HeadCrop`): the
+first look's ellipse fit on the network's grid and a predict on the head's window, which a frame
+with a small head adds; the pipeline with it is checked against the same target.
 
     .venv/bin/python -m benchmarks.bench_networks2d --out networks2d.md   # all networks
     .venv/bin/python -m benchmarks.bench_networks2d --networks mtln unet   # a few
@@ -50,6 +53,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn as nn
@@ -57,7 +61,8 @@ from monai.bundle import ConfigParser
 from monai.networks.nets import BasicUNet
 
 import fetalbiometry
-from fetalbiometry.biometry import measure_plane
+from fetalbiometry.biometry import fit_ellipse_to_mask, measure_plane
+from fetalbiometry.data.hc18_dataset import HeadCrop, letterbox
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.io import atomic_output
 from fetalbiometry.networks import MultiTaskUNet, build_hc_regressor, unet_baseline
@@ -69,6 +74,7 @@ LINKNET_FEATURES = (64, 64, 128, 256, 512)  # MTLN's default: LinkNet's widths, 
 HC18_FRAME_SHAPE = (540, 800)  # rows, columns of an HC18 image
 PIPELINE = "shipped HC pipeline"
 PIPELINE_TARGET_MS = 50.0  # issue: "≤ 50 ms per image on 2 cores" for the shipped model
+SECOND_LOOK = "second look (head_crop)"
 
 
 @dataclass(frozen=True)
@@ -208,9 +214,20 @@ def _pipeline_stages(network: nn.Module, spatial_size: Sequence[int], seed: int)
     pixel_size = float(phantom.truth["pixel_size_mm"])
     predictor = PlanePredictor(network, spatial_size)
     measure_plane(reference_mask, "head", pixel_size)  # fails loudly here if this frame cannot be measured
+    # min_zoom 1: a window for any head, so that the second look is timed whatever the phantom's size
+    head = fit_ellipse_to_mask(reference_mask)
+    top, left, rows, columns = HeadCrop(min_zoom=1.0).window(head, frame.shape, spatial_size)
+    window = frame[top : top + rows, left : left + columns]
+    grid_mask = letterbox(reference_mask.astype(np.float32), spatial_size)[0] >= 0.5
+
+    def second_look() -> object:
+        fit_ellipse_to_mask(grid_mask)  # the first look's ellipse on the network's grid places the window
+        return predictor.predict(window)
+
     return {
         f"{PIPELINE}: predict": lambda: predictor.predict(frame),
         f"{PIPELINE}: ellipse fit": lambda: measure_plane(reference_mask, "head", pixel_size),
+        f"{PIPELINE}: {SECOND_LOOK}": second_look,
     }
 
 
@@ -262,15 +279,19 @@ def report(rows: Sequence[Row], stages: Mapping[str, float], header: Sequence[st
             f"| {row.network} | {row.description} | {row.input_size[0]} x {row.input_size[1]} | {row.parameters:,} | "
             f"{row.weights_mb:.2f} | {1e3 * row.seconds:.1f} | {row.seconds / reference[row.input_size]:.2f} |"
         )
-    total_ms = 1e3 * sum(stages.values())
-    verdict = "PASS" if total_ms <= PIPELINE_TARGET_MS else "FAIL"
+    one_look_ms = 1e3 * sum(value for name, value in stages.items() if not name.endswith(SECOND_LOOK))
+    two_looks_ms = 1e3 * sum(stages.values())
     frame_rows, frame_columns = HC18_FRAME_SHAPE
     lines += ["", f"{PIPELINE} on one {frame_rows} x {frame_columns} frame (MTLN shipped, random weights):"]
     lines += [f"- {name.removeprefix(PIPELINE + ': ')}: {1e3 * value:.1f} ms" for name, value in stages.items()]
-    lines += [
-        "  (predict: letterbox, network, probability mapped back; ellipse fit: measure_plane on the reference mask)",
-        f"- total: {total_ms:.1f} ms per image (target <= {PIPELINE_TARGET_MS:g} ms on 2 cores) {verdict}",
-    ]
+    lines.append(
+        "  (predict: letterbox, network, probability mapped back; ellipse fit: measure_plane on the reference mask;"
+        " second look: the first look's ellipse fit on the network grid and a predict on the head's window)"
+    )
+    for what, total_ms in (("one look", one_look_ms), ("with the second look", two_looks_ms)):
+        verdict = "PASS" if total_ms <= PIPELINE_TARGET_MS else "FAIL"
+        target = f"target <= {PIPELINE_TARGET_MS:g} ms on 2 cores"
+        lines.append(f"- total, {what}: {total_ms:.1f} ms per image ({target}) {verdict}")
     return "\n".join(lines) + "\n"
 
 

@@ -23,8 +23,11 @@ from fetalbiometry.data.hc18_dataset import (
     IDENTITY,
     MTLN_AUGMENTATIONS,
     ZOOM_AUGMENTATIONS,
+    AnnotatedPlane,
     HC18PlaneDataset,
+    HeadCrop,
     PlaneAugmentation,
+    PlaneSampleDataset,
     affine_ellipse,
     augmentations_keeping_head,
     make_plane_sample,
@@ -335,6 +338,37 @@ def test_augmentation_drops_samples_whose_head_leaves_the_image() -> None:
             assert (augmentation in kept) == (not touches and area_kept > 0.99), augmentation.name
     centred = Ellipse(128.0, 80.0, 40.0, 30.0, 0.3)
     assert augmentations_keeping_head(centred, shape) == list(MTLN_AUGMENTATIONS)
+
+
+def test_head_crop_window_frames_a_small_head_at_the_input_aspect_inside_the_frame() -> None:
+    crop, shape, spatial_size = HeadCrop(margin=1.3, min_zoom=1.2, max_zoom=3.0), (540, 800), (160, 256)
+    head = Ellipse(300.0, 200.0, 120.0, 90.0, 0.0)  # bounding box 240 x 180 px: a zoom of 540 / 234 = 2.3
+    top, left, rows, columns = crop.window(head, shape, spatial_size)
+    assert rows == round(1.3 * max(180.0, 240.0 * 160 / 256)) and abs(columns / rows - 256 / 160) < 0.01
+    assert abs(top + rows / 2 - 200.0) <= 1 and abs(left + columns / 2 - 300.0) <= 1
+    tiny = Ellipse(30.0, 500.0, 10.0, 8.0, 0.0)  # in a corner: the window is capped at 3 x and kept inside
+    top, left, rows, columns = crop.window(tiny, shape, spatial_size)
+    assert rows == round(540 / 3.0) and (top, left) == (540 - rows, 0)
+    assert crop.window(Ellipse(400.0, 270.0, 300.0, 230.0, 0.0), shape, spatial_size) is None  # fills the frame
+    for bad in ({"margin": 0.9}, {"min_zoom": 0.5}, {"min_zoom": 2.0, "max_zoom": 1.5}):
+        with pytest.raises(InputError, match="head crop"):
+            HeadCrop(**bad)
+
+
+def test_head_crop_samples_are_the_window_letterboxed_with_the_head_in_mm() -> None:
+    head = Ellipse(300.0, 220.0, 120.0, 90.0, 0.4)
+    frame = ellipse_to_mask(head, (540, 800)).astype(np.uint8) * 255
+    plane = AnnotatedPlane("small.png", lambda: frame, (540, 800), 0.1, head)
+    plain = PlaneSampleDataset([plane], (160, 256), MTLN_AUGMENTATIONS[:3])
+    cropped = PlaneSampleDataset([plane], (160, 256), MTLN_AUGMENTATIONS[:3], head_crop=HeadCrop())
+    assert len(plain) == 3 and len(cropped) == 6
+    window = cropped[3], plain[0]
+    zoom = window[0]["hc_px"] / window[1]["hc_px"]
+    assert 2.1 < zoom < 2.5  # a window 1.3 x the head's bounding box, which is 170 to 180 rows
+    for sample in window:
+        bright, label = sample["image"][0] > 0.5, sample["label"][0] > 0
+        assert 2 * (bright & label).sum() / (bright.sum() + label.sum()) > 0.98
+        assert math.isclose(sample["hc_px"] * sample["pixel_size"], head.circumference * 0.1, rel_tol=1e-9)
 
 
 def test_hc18_samples_carry_the_reference_hc() -> None:

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_to_mask
 from fetalbiometry.data import hc18
+from fetalbiometry.data.hc18_dataset import HeadCrop
 from fetalbiometry.errors import InputError
 from fetalbiometry.plane_evaluation import (
     PlaneCase,
@@ -64,6 +65,29 @@ def test_predictor_measures_on_the_frame_grid(flip_averaging):
     assert measurement.bpd_mm == pytest.approx(2 * TRUE_ELLIPSE.b * 0.15, rel=0.01)
 
 
+def test_head_crop_looks_again_at_a_small_head_only():
+    """A small head is looked at twice, the second time in its window; a large one once."""
+    calls = []
+
+    class CountingNetwork(ThresholdNetwork):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            calls.append(image.shape)
+            return super().forward(image)
+
+    small = Ellipse(300.0, 220.0, 120.0, 90.0, 0.4)
+    predictor = PlanePredictor(CountingNetwork(), (160, 256), head_crop=HeadCrop())
+    prediction, measurement = predictor.measure(ellipse_frame(small), pixel_size=0.15)
+    assert len(calls) == 2 and prediction.probability.shape == FRAME_SHAPE
+    top, left, rows, columns = HeadCrop().window(measurement.ellipse, FRAME_SHAPE, (160, 256))
+    outside = np.ones(FRAME_SHAPE, dtype=bool)
+    outside[top : top + rows, left : left + columns] = False
+    assert not prediction.probability[outside].any()
+    assert measurement.value_mm == pytest.approx(small.circumference * 0.15, rel=0.003)
+    calls.clear()
+    predictor.measure(ellipse_frame(Ellipse(400.0, 270.0, 250.0, 200.0, 0.0)), pixel_size=0.15)  # no window
+    assert len(calls) == 1
+
+
 def test_predictor_refuses_bad_frames():
     predictor = PlanePredictor(ThresholdNetwork(), (160, 256))
     with pytest.raises(InputError, match="2D"):
@@ -76,6 +100,8 @@ def test_predictor_refuses_bad_frames():
         PlanePredictor(ThresholdNetwork(), (160, 256), plane="thorax")
     with pytest.raises(InputError, match="flip_averaging must be True or False; got 'false'"):
         PlanePredictor(ThresholdNetwork(), (160, 256), flip_averaging="false")  # a CLI override's string
+    with pytest.raises(InputError, match="head_crop must be a HeadCrop or None"):
+        PlanePredictor(ThresholdNetwork(), (160, 256), head_crop="None")
 
 
 def test_regression_output_is_converted_to_frame_pixels():

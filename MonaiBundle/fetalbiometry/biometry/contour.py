@@ -24,12 +24,18 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise InputError(f"expected a 2D mask, got shape {mask.shape}")
-    labels = label(mask != 0, connectivity=2)
-    if labels.max() == 0:
+    foreground = mask != 0
+    rows, columns = np.flatnonzero(foreground.any(axis=1)), np.flatnonzero(foreground.any(axis=0))
+    if rows.size == 0:
         raise EmptyMaskError("the mask is empty: nothing to measure")
+    # Label only the foreground's bounding box: a head on a whole frame is a fraction of its pixels.
+    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    labels = label(foreground[box], connectivity=2)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    component = np.zeros(mask.shape, dtype=bool)
+    component[box] = labels == int(np.argmax(sizes))
+    return component
 
 
 def boundary_points_xy(mask: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ from monai.data import Dataset
 from monai.transforms import apply_transform
 
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_to_mask
-from fetalbiometry.biometry.planes import PLANE_CLASSES, ellipse_overhang
+from fetalbiometry.biometry.planes import PLANE_CLASSES, ellipse_bounding_box, ellipse_overhang
 from fetalbiometry.biometry.rectangle import Rectangle, rectangle_to_mask
 from fetalbiometry.data.hc18 import HC18Record, read_annotation, read_frame
 from fetalbiometry.errors import InputError
@@ -73,6 +73,7 @@ from fetalbiometry.networks.mtln import encode_ellipse
 __all__ = [
     "DEFAULT_SPATIAL_SIZE",
     "IDENTITY",
+    "HeadCrop",
     "MTLN_AUGMENTATIONS",
     "ZOOM_AUGMENTATIONS",
     "AnnotatedPlane",
@@ -84,7 +85,9 @@ __all__ = [
     "affine_rectangle",
     "affine_structure",
     "augmentations_keeping_head",
+    "crop_structure",
     "hc18_plane",
+    "require_head_crop",
     "letterbox",
     "letterbox_matrix",
     "make_plane_sample",
@@ -300,6 +303,88 @@ leave the image, like any augmentation). The shipped HC model is trained without
 '$fetalbiometry.data.hc18_dataset.MTLN_AUGMENTATIONS + fetalbiometry.data.hc18_dataset.ZOOM_AUGMENTATIONS'``."""
 
 
+@dataclass(frozen=True)
+class HeadCrop:
+    """A window of the frame around the head, for a second, finer look at it.
+
+    Letterboxed whole, an HC18 frame spans the network's input at one scale, so a small head covers
+    few network pixels. The window is the head's bounding box enlarged by ``margin``, widened to the
+    input's aspect and kept inside the frame; letterboxed, it shows the head ``zoom`` times larger
+    than the whole frame does. Inference (:class:`fetalbiometry.plane_model.PlanePredictor`) takes
+    the window around the ellipse of a first look at the whole frame and looks again; training
+    (:class:`PlaneSampleDataset`) adds the window around the reference ellipse as more samples, so
+    that the second look sees what the network was trained on. Not in the MTLN paper: the common
+    two-stage scheme of finding the structure, then segmenting it in a window (docs/biometry.md
+    measures it).
+
+    Args:
+        margin: the window's height (or width) over the head's bounding box's, at least 1.
+        min_zoom: no window when it would enlarge the head less than this (the head already fills
+            the frame: a second look gains nothing).
+        max_zoom: the largest enlargement; a smaller head gets a window larger than its margin.
+
+    Raises:
+        InputError: a margin below 1, or zooms that are not 1 ≤ ``min_zoom`` ≤ ``max_zoom``.
+    """
+
+    margin: float = 1.3
+    min_zoom: float = 1.2
+    max_zoom: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.margin) and self.margin >= 1.0):
+            raise InputError(f"head crop margin must be at least 1, got {self.margin}")
+        if not (math.isfinite(self.max_zoom) and 1.0 <= self.min_zoom <= self.max_zoom):
+            raise InputError(
+                f"head crop zooms must satisfy 1 <= min_zoom <= max_zoom, got {self.min_zoom}, {self.max_zoom}"
+            )
+
+    def window(
+        self, ellipse: Ellipse, shape: Sequence[int], spatial_size: Sequence[int]
+    ) -> tuple[int, int, int, int] | None:
+        """The window around ``ellipse`` in a frame of ``shape`` (rows, columns), or None.
+
+        Args:
+            ellipse: the head in frame pixels.
+            shape: (rows, columns) of the frame.
+            spatial_size: (rows, columns) of the network's input, whose aspect the window takes.
+
+        Returns:
+            (top, left, rows, columns) of the window, or None when it would enlarge the head less
+            than ``min_zoom``.
+        """
+        frame_rows, frame_columns = shape
+        input_rows, input_columns = spatial_size
+        x_min, y_min, x_max, y_max = ellipse_bounding_box(ellipse)
+        rows = self.margin * max(y_max - y_min, (x_max - x_min) * input_rows / input_columns)
+        frame_scale = min(input_rows / frame_rows, input_columns / frame_columns)
+        zoom = input_rows / (rows * frame_scale)
+        if zoom < self.min_zoom:
+            return None
+        rows = input_rows / (min(zoom, self.max_zoom) * frame_scale)
+        rows, columns = min(round(rows), frame_rows), min(round(rows * input_columns / input_rows), frame_columns)
+        top = round(min(max(0.5 * (y_min + y_max) - 0.5 * rows, 0.0), frame_rows - rows))
+        left = round(min(max(0.5 * (x_min + x_max) - 0.5 * columns, 0.0), frame_columns - columns))
+        return int(top), int(left), int(rows), int(columns)
+
+
+def require_head_crop(value: object) -> HeadCrop | None:
+    """``value`` if it is a :class:`HeadCrop` or None (a config's ``head_crop``).
+
+    Raises:
+        InputError: anything else, e.g. a command-line override written ``false`` or ``None``
+            rather than ``'$None'``, which arrives as a string.
+    """
+    if value is not None and not isinstance(value, HeadCrop):
+        raise InputError(f"head_crop must be a HeadCrop or None (on the command line '$None'); got {value!r}")
+    return value
+
+
+def crop_structure(structure: PlaneStructure, top: int, left: int) -> PlaneStructure:
+    """The structure in the pixels of a window whose first pixel is frame pixel (``left``, ``top``)."""
+    return affine_structure(structure, np.array([[1.0, 0.0, -float(left)], [0.0, 1.0, -float(top)]]))
+
+
 def augmentations_keeping_head(
     structure: PlaneStructure, shape: Sequence[int], augmentations: Sequence[PlaneAugmentation] = MTLN_AUGMENTATIONS
 ) -> list[PlaneAugmentation]:
@@ -412,13 +497,19 @@ class PlaneSampleDataset(Dataset):
     """Annotated frames as samples of :func:`make_plane_sample`, optionally augmented offline.
 
     Each frame is expanded into one item per augmentation that keeps its structure in the image
-    (:func:`augmentations_keeping_head`); frames are read when an item is fetched.
+    (:func:`augmentations_keeping_head`); frames are read when an item is fetched. With a
+    ``head_crop``, a frame whose head (or abdomen) ellipse gets a window (:meth:`HeadCrop.window`)
+    also gives that window as a frame of its own, expanded by the same augmentations.
 
     Args:
         planes: the annotated frames.
         spatial_size: (rows, columns) of the samples.
         augmentations: per frame, e.g. :data:`MTLN_AUGMENTATIONS`; the identity alone by default.
         transform: applied to each sample dict (e.g. ``BoundaryWeightMapd``).
+        head_crop: add the windows around the reference ellipses, or None.
+
+    Raises:
+        InputError: ``head_crop`` is neither a :class:`HeadCrop` nor None.
     """
 
     def __init__(
@@ -427,22 +518,46 @@ class PlaneSampleDataset(Dataset):
         spatial_size: Sequence[int] = DEFAULT_SPATIAL_SIZE,
         augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
         transform: Callable | None = None,
+        head_crop: HeadCrop | None = None,
     ) -> None:
         self.spatial_size = tuple(spatial_size)
+        head_crop = require_head_crop(head_crop)
         items = []
         for plane in planes:
-            scaling, _ = letterbox_matrix(plane.frame_shape, self.spatial_size)
-            resized = affine_structure(plane.structure, scaling)
-            kept = augmentations_keeping_head(resized, self.spatial_size, augmentations)
-            items.extend({"plane": plane, "hc_px": measured_length(resized) * a.zoom, "augmentation": a} for a in kept)
+            items.extend(self._items(plane, None, augmentations))
+            if head_crop is not None and isinstance(plane.structure, Ellipse):
+                window = head_crop.window(plane.structure, plane.frame_shape, self.spatial_size)
+                if window is not None:
+                    items.extend(self._items(plane, window, augmentations))
         super().__init__(items, transform)
+
+    def _items(
+        self,
+        plane: AnnotatedPlane,
+        window: tuple[int, int, int, int] | None,
+        augmentations: Sequence[PlaneAugmentation],
+    ) -> list[dict[str, Any]]:
+        """One item per augmentation that keeps the structure in the frame, or in its ``window``."""
+        structure, shape = plane.structure, plane.frame_shape
+        if window is not None:
+            structure, shape = crop_structure(structure, window[0], window[1]), window[2:]
+        scaling, _ = letterbox_matrix(shape, self.spatial_size)
+        resized = affine_structure(structure, scaling)
+        return [
+            {"plane": plane, "hc_px": measured_length(resized) * a.zoom, "augmentation": a, "window": window}
+            for a in augmentations_keeping_head(resized, self.spatial_size, augmentations)
+        ]
 
     def _transform(self, index: int) -> dict[str, Any]:
         item = self.data[index]
         plane: AnnotatedPlane = item["plane"]
+        frame, structure = plane.read_frame(), plane.structure
+        if item["window"] is not None:
+            top, left, rows, columns = item["window"]
+            frame, structure = frame[top : top + rows, left : left + columns], crop_structure(structure, top, left)
         sample = make_plane_sample(
-            plane.read_frame(),
-            plane.structure,
+            frame,
+            structure,
             plane.pixel_size_mm,
             self.spatial_size,
             item["augmentation"],
@@ -493,6 +608,7 @@ class HC18PlaneDataset(PlaneSampleDataset):
         spatial_size: (rows, columns) of the samples.
         augmentations: per record, e.g. :data:`MTLN_AUGMENTATIONS`; the identity alone by default.
         transform: applied to each sample dict (e.g. ``BoundaryWeightMapd``).
+        head_crop: add the windows around the heads (see :class:`PlaneSampleDataset`), or None.
 
     Raises:
         InputError: a record has no annotation.
@@ -504,5 +620,7 @@ class HC18PlaneDataset(PlaneSampleDataset):
         spatial_size: Sequence[int] = DEFAULT_SPATIAL_SIZE,
         augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
         transform: Callable | None = None,
+        head_crop: HeadCrop | None = None,
     ) -> None:
-        super().__init__([hc18_plane(record) for record in records], spatial_size, augmentations, transform)
+        planes = [hc18_plane(record) for record in records]
+        super().__init__(planes, spatial_size, augmentations, transform, head_crop)
