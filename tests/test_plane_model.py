@@ -78,14 +78,16 @@ def test_head_crop_looks_again_at_a_small_head_only():
     predictor = PlanePredictor(CountingNetwork(), (160, 256), head_crop=HeadCrop())
     prediction, measurement = predictor.measure(ellipse_frame(small), pixel_size=0.15)
     assert len(calls) == 2 and prediction.probability.shape == FRAME_SHAPE
-    top, left, rows, columns = HeadCrop().window(measurement.ellipse, FRAME_SHAPE, (160, 256))
+    top, left, rows, columns = prediction.window
     outside = np.ones(FRAME_SHAPE, dtype=bool)
     outside[top : top + rows, left : left + columns] = False
     assert not prediction.probability[outside].any()
     assert measurement.value_mm == pytest.approx(small.circumference * 0.15, rel=0.003)
+    case = PlaneCase("small", ellipse_frame(small), 0.15, "head", small.circumference * 0.15, small)
+    assert evaluate_case(predictor, case).second_look
     calls.clear()
-    predictor.measure(ellipse_frame(Ellipse(400.0, 270.0, 250.0, 200.0, 0.0)), pixel_size=0.15)  # no window
-    assert len(calls) == 1
+    large = predictor.predict(ellipse_frame(Ellipse(400.0, 270.0, 250.0, 200.0, 0.0)))  # fills the frame
+    assert len(calls) == 1 and large.window is None
 
 
 def test_predictor_refuses_bad_frames():
@@ -256,7 +258,7 @@ def test_comparison_table_puts_ours_beside_the_published(tmp_path, capsys):
 def test_trimester_summary_splits_the_head_frames_by_their_reference_hc(tmp_path, capsys):
     # Hadlock's GA is 14 weeks at HC 89.4 mm and 28 weeks at 257.6 mm.
     results = [
-        PlaneResult("small", "head", "head", 80.0, 82.0, 2.0, 2.0, 95.0, 1.0),
+        PlaneResult("small", "head", "head", 80.0, 82.0, 2.0, 2.0, 95.0, 1.0, second_look=True),
         PlaneResult("small-missed", "head", "head", 85.0, no_measurement="empty mask"),
         PlaneResult("mid", "head", "head", 180.0, 179.0, -1.0, 1.0, 98.0, 0.5),
         PlaneResult("large", "head", "head", 300.0, 306.0, 6.0, 6.0, 97.0, 2.0),
@@ -264,7 +266,7 @@ def test_trimester_summary_splits_the_head_frames_by_their_reference_hc(tmp_path
     ]
     summary = summarize_by_trimester(results)
     assert list(summary) == ["first", "second", "third"]
-    assert (summary["first"]["images"], summary["first"]["measured"]) == (2, 1)
+    assert (summary["first"]["images"], summary["first"]["measured"], summary["first"]["second_looks"]) == (2, 1, 1)
     assert summary["first"]["relative_adf_percent"]["mean"] == pytest.approx(2.5)
     assert summary["third"]["adf_mm"]["mean"] == pytest.approx(6.0)
     assert summarize_by_trimester(results[1:3]).keys() == {"first", "second"}
@@ -275,7 +277,13 @@ def test_trimester_summary_splits_the_head_frames_by_their_reference_hc(tmp_path
     assert plane_report.main([f"ours={tmp_path / 'summary.json'}", "--by-trimester"]) == 0
     table = capsys.readouterr().out.split("\n\n")[1].splitlines()
     assert table[0].endswith("| HD (mm) | ADF / HC (%) |")
-    assert table[2].startswith("| ours | first | 1 / 2 | 95.00 ± 0.00 | 2.00 ± 0.00 | 2.00 ± 0.00 |")
+    assert table[0].startswith("| network | trimester | frames measured | second looks | DSC (%) |")
+    assert table[2].startswith("| ours | first | 1 / 2 | 1 | 95.00 ± 0.00 | 2.00 ± 0.00 | 2.00 ± 0.00 |")
+    csv_path = tmp_path / "per_image.csv"
+    header, *rows = csv_path.read_text(encoding="utf-8").splitlines()
+    assert header.endswith(",second_look") and rows[0].endswith(",True")
+    csv_path.write_text("\n".join(line.rsplit(",", 1)[0] for line in [header, *rows]) + "\n", encoding="utf-8")
+    assert [result.second_look for result in read_evaluation(csv_path)] == [False] * 5  # a 0.6.0 file
     (tmp_path / "per_image.csv").write_text("name,plane\nsmall,head\n", encoding="utf-8")
     assert plane_report.main([f"ours={tmp_path / 'summary.json'}", "--by-trimester"]) == 1
     assert "has no column predicted_plane" in capsys.readouterr().err

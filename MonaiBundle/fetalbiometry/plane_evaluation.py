@@ -140,6 +140,7 @@ class PlaneResult:
         dsc_percent: DSC of the filled ellipses (head, abdomen).
         hd_mm: Hausdorff distance between the ellipse outlines (head, abdomen).
         no_measurement: the reason when the network gave no measurement, else "".
+        second_look: the predictor looked again at a window around the head (``head_crop``).
     """
 
     name: str
@@ -152,6 +153,7 @@ class PlaneResult:
     dsc_percent: float | None = None
     hd_mm: float | None = None
     no_measurement: str = ""
+    second_look: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -178,7 +180,9 @@ def ellipse_hausdorff_mm(predicted: Ellipse, reference: Ellipse, pixel_size: flo
 def evaluate_case(predictor: PlanePredictor, case: PlaneCase) -> PlaneResult:
     """Evaluate the predictor on one frame (see the module docstring)."""
     prediction = predictor.predict(case.frame)
-    unmeasured = PlaneResult(case.name, case.plane, prediction.plane, case.reference_mm)
+    unmeasured = PlaneResult(
+        case.name, case.plane, prediction.plane, case.reference_mm, second_look=prediction.window is not None
+    )
     if prediction.probability is None:
         value = prediction.hc_px * case.pixel_size_mm
         return replace(unmeasured, value_mm=value, df_mm=value - case.reference_mm, adf_mm=abs(value - case.reference_mm))
@@ -220,6 +224,7 @@ def _figures(results: Sequence[PlaneResult]) -> dict[str, object]:
         "measured": sum(result.value_mm is not None for result in results),
         "plane_accuracy": float(np.mean([result.plane == result.predicted_plane for result in results])) if results else None,
         "no_measurement": {result.name: result.no_measurement for result in results if result.no_measurement},
+        "second_looks": sum(result.second_look for result in results),
         **{key: _mean_sd(getattr(result, key) for result in results) for key in ("df_mm", "adf_mm", "dsc_percent", "hd_mm")},
         "relative_adf_percent": _mean_sd(
             None if result.adf_mm is None else 100.0 * result.adf_mm / result.reference_mm for result in results
@@ -232,7 +237,8 @@ def summarize_planes(results: Sequence[PlaneResult]) -> dict[str, object]:
 
     Returns:
         ``{"images": n, "measured": m, "plane_accuracy": fraction of frames whose plane the network
-        got right, "no_measurement": {name: reason}, "df_mm": {...}, "adf_mm": {...},
+        got right, "no_measurement": {name: reason}, "second_looks": frames the predictor looked at
+        twice (``head_crop``), "df_mm": {...}, "adf_mm": {...},
         "dsc_percent": {...}, "hd_mm": {...}, "relative_adf_percent": {...} (ADF / reference),
         "planes": {plane: the same figures over the frames of that reference plane}}`` (None for a
         figure the network does not give). HC, AC and FL are different lengths, so a test set of
@@ -266,10 +272,18 @@ def summarize_by_trimester(results: Sequence[PlaneResult]) -> dict[str, dict[str
 
 
 _TEXT_FIELDS = ("name", "plane", "predicted_plane", "no_measurement")
-"""The :class:`PlaneResult` fields that are text; every other one is a number, empty when None."""
+"""The :class:`PlaneResult` fields that are text; ``second_look`` is a flag; every other one is a number, empty
+when None."""
+
+_OPTIONAL_FIELDS = ("second_look",)
+"""Columns that a ``per_image.csv`` written before they existed (0.6.0 and older) lacks: read as their default."""
 
 
-def _parse_field(name: str, text: str) -> str | float | None:
+def _parse_field(name: str, text: str) -> str | float | bool | None:
+    if name == "second_look":
+        if text not in ("True", "False"):
+            raise ValueError(f"second_look must be True or False, got {text!r}")
+        return text == "True"
     return text if name in _TEXT_FIELDS else (float(text) if text else None)
 
 
@@ -282,8 +296,8 @@ def read_evaluation(path: str | Path) -> list[PlaneResult]:
     """
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        names = [field.name for field in fields(PlaneResult)]
-        missing = [name for name in names if name not in (reader.fieldnames or [])]
+        names = [field.name for field in fields(PlaneResult) if field.name in (reader.fieldnames or [])]
+        missing = [field.name for field in fields(PlaneResult) if field.name not in names + list(_OPTIONAL_FIELDS)]
         if missing:
             raise ValueError(f"{path} has no column {', '.join(missing)}")
         try:

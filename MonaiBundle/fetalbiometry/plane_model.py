@@ -202,11 +202,14 @@ class PlanePrediction:
         probability: foreground probability on the frame's pixel grid (rows, columns), or None for
             a regression CNN.
         hc_px: the regression CNN's HC in frame pixels, else None.
+        window: (top, left, rows, columns) of the second look's window (``head_crop``), or None
+            when the frame had one look.
     """
 
     plane: str
     probability: np.ndarray | None = None
     hc_px: float | None = None
+    window: tuple[int, int, int, int] | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -312,9 +315,9 @@ class PlanePredictor:
             hc_sample_px = float(outputs["hc"][0, 0]) * float(getattr(self.network, "hc_max", 1.0))
             return PlanePrediction(plane, hc_px=hc_sample_px / scale)
         probability = self._foreground(frame, outputs["segmentation"], matrix)
-        if self.head_crop is not None and plane != "femur":
-            probability = self._look_again(frame, probability, outputs["segmentation"], matrix)
-        return PlanePrediction(plane, probability=probability)
+        if self.head_crop is None or plane == "femur":
+            return PlanePrediction(plane, probability=probability)
+        return self._look_again(PlanePrediction(plane, probability), frame, outputs["segmentation"], matrix)
 
     def _foreground(self, frame: np.ndarray, segmentation: torch.Tensor, matrix: np.ndarray) -> np.ndarray:
         """The foreground probability on ``frame``'s grid, averaged with the mirror's if ``flip_averaging``."""
@@ -327,9 +330,9 @@ class PlanePredictor:
         return probability
 
     def _look_again(
-        self, frame: np.ndarray, probability: np.ndarray, segmentation: torch.Tensor, matrix: np.ndarray
-    ) -> np.ndarray:
-        """The second look of ``head_crop``: the window's probability, or ``probability`` if there is no window.
+        self, first: PlanePrediction, frame: np.ndarray, segmentation: torch.Tensor, matrix: np.ndarray
+    ) -> PlanePrediction:
+        """The second look of ``head_crop`` at the window around ``first``'s head, or ``first`` if there is none.
 
         The window is placed by the ellipse of the first look's mask on the network's grid (a
         tenth of the frame's pixels at HC18 size, so a few ms less), mapped onto the frame.
@@ -338,17 +341,17 @@ class PlanePredictor:
         try:
             ellipse = affine_ellipse(fit_ellipse_to_mask(grid_mask), cv2.invertAffineTransform(matrix))
         except (EmptyMaskError, NoMeasurementError):  # nothing to look at again: measure_plane says why
-            return probability
-        window = self.head_crop.window(ellipse, probability.shape, self.spatial_size)
+            return first
+        window = self.head_crop.window(ellipse, first.probability.shape, self.spatial_size)
         if window is None:
-            return probability
+            return first
         top, left, rows, columns = window
         crop = np.asarray(frame)[top : top + rows, left : left + columns]
         image, matrix, _ = self._network_input(crop)
-        refined = np.zeros_like(probability)
+        refined = np.zeros_like(first.probability)
         segmentation = network_outputs(self.network(image))["segmentation"]
         refined[top : top + rows, left : left + columns] = self._foreground(crop, segmentation, matrix)
-        return refined
+        return PlanePrediction(first.plane, refined, window=window)
 
     def measure(self, frame: np.ndarray, pixel_size: float) -> tuple[PlanePrediction, PlaneMeasurement]:
         """Predict and measure one frame.

@@ -74,12 +74,14 @@ def plane_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
 def trimester_table(by_trimester: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """A markdown table with one row per network and trimester (name → :func:`summarize_by_trimester`)."""
     columns = (*_COLUMNS, ("relative_adf_percent", "ADF / HC (%)"))
-    header = "| network | trimester | frames measured | " + " | ".join(title for _, title in columns) + " |"
-    lines = [header, "|" + "---|" * (len(columns) + 3)]
+    titles = " | ".join(title for _, title in columns)
+    header = f"| network | trimester | frames measured | second looks | {titles} |"
+    lines = [header, "|" + "---|" * (len(columns) + 4)]
     for name, trimesters in by_trimester.items():
         for trimester, figures in trimesters.items():
             cells = " | ".join(_cell(figures[key]) for key, _ in columns)
-            lines.append(f"| {name} | {trimester} | {figures['measured']} / {figures['images']} | {cells} |")
+            counts = f"{figures['measured']} / {figures['images']} | {figures['second_looks']}"
+            lines.append(f"| {name} | {trimester} | {counts} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
