@@ -17,7 +17,8 @@ the same frames differ by less than either's spread over them, so their means al
 which is better.
 
 ``--by-trimester`` adds each network's head figures trimester by trimester
-(:func:`fetalbiometry.plane_evaluation.summarize_by_trimester`), with the ADF relative to the HC.
+(:func:`fetalbiometry.plane_evaluation.summarize_by_trimester`), with the ADF relative to the HC
+and the number of frames that had a second look (``head_crop``).
 """
 
 from __future__ import annotations
