@@ -272,17 +272,19 @@ def summarize_by_trimester(results: Sequence[PlaneResult]) -> dict[str, dict[str
 
 
 _TEXT_FIELDS = ("name", "plane", "predicted_plane", "no_measurement")
-"""The :class:`PlaneResult` fields that are text; ``second_look`` is a flag; every other one is a number, empty
-when None."""
+"""The :class:`PlaneResult` fields that are text."""
+
+_FLAG_FIELDS = ("second_look",)
+"""The :class:`PlaneResult` fields that are True or False; every other one is a number, empty when None."""
 
 _OPTIONAL_FIELDS = ("second_look",)
 """Columns that a ``per_image.csv`` written before they existed (0.6.0 and older) lacks: read as their default."""
 
 
 def _parse_field(name: str, text: str) -> str | float | bool | None:
-    if name == "second_look":
+    if name in _FLAG_FIELDS:
         if text not in ("True", "False"):
-            raise ValueError(f"second_look must be True or False, got {text!r}")
+            raise ValueError(f"{name} must be True or False, got {text!r}")
         return text == "True"
     return text if name in _TEXT_FIELDS else (float(text) if text else None)
 

@@ -10,6 +10,8 @@ Every 2D network of the bundle is used the same way (:class:`PlanePredictor`):
 3. the foreground probability is mapped back onto the frame's own pixel grid through the inverse
    of the letterbox matrix (bilinear), so the 0.5 level, the fitted ellipse and every length are in
    frame pixels whatever the network's resolution;
+   with ``head_crop`` (:class:`~fetalbiometry.data.hc18_dataset.HeadCrop`) a small head is looked
+   at again: steps 1–3 on a window of the frame around the first look's ellipse;
 4. :func:`fetalbiometry.biometry.measure_plane` fits the ellipse (head, abdomen) or the rectangle
    (femur) and refuses what cannot be measured (``NoMeasurementError`` with the reason).
 
