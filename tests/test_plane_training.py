@@ -36,7 +36,7 @@ from fetalbiometry.data.plane_dataset import SyntheticPlaneDataset, read_plane_d
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.errors import InputError
 from fetalbiometry.losses import MultiTaskUNetLoss, regression_loss
-from fetalbiometry.plane_data import DatalistPlanes, SyntheticPlanes
+from fetalbiometry.plane_data import CombinedPlanes, DatalistPlanes, HC18Planes, SyntheticPlanes
 from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, evaluate_case
 from fetalbiometry.plane_model import PlanePredictor, load_plane_predictor, network_outputs
 from fetalbiometry.plane_training import PlaneLoss, hc18_splits
@@ -58,14 +58,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def bundle(run_id: str, network: str, output_dir: Path, **override) -> None:
-    """``python -m monai.bundle run RUN_ID`` with train.json (+ evaluate.json) and a network file."""
+def bundle(run_id: str, network: str | list[str], output_dir: Path, **override) -> None:
+    """``python -m monai.bundle run RUN_ID`` with train.json (+ evaluate.json) and the network file(s)."""
     files = [CONFIGS / "biometry" / "train.json"]
     files += [CONFIGS / "biometry" / "evaluate.json"] if run_id == "evaluating" else []
+    files += [CONFIGS / "biometry" / name for name in ([network] if isinstance(network, str) else network)]
     run_bundle(
         run_id,
         meta_file=str(CONFIGS / "metadata.json"),
-        config_file=[str(path) for path in (*files, CONFIGS / "biometry" / network)],
+        config_file=[str(path) for path in files],
         logging_file=str(CONFIGS / "logging.conf"),
         output_dir=str(output_dir),
         epochs=1,
@@ -123,6 +124,47 @@ def test_multitask_unet_trains_on_synthetic_planes(tmp_path):
     assert predictor.network.size_divisor == 32
     frame = sitk.GetArrayFromImage(make_plane("femur", 7).image)
     assert predictor.predict(frame).plane in PLANE_CLASSES
+
+
+def test_multitask_unet_trains_on_hc18_heads_with_synthetic_abdomens_and_femurs(tmp_path):
+    """``multitask_unet_hc18.json``: the real heads of the HC18 split, the other planes synthetic."""
+    needs_hc18()
+    networks = ["multitask_unet.json", "multitask_unet_hc18.json"]
+    args = {"features": TINY_MULTITASK, "hc18_dir": str(HC18_DIR), "max_images": 2, "augmentations": IDENTITY_ONLY}
+    bundle("training", networks, tmp_path, **args)
+    bundle("evaluating", networks, tmp_path, **args)
+    rows = (tmp_path / "evaluation" / "per_image.csv").read_text(encoding="utf-8").splitlines()
+    heads = [[record.filename, "head"] for record in hc18_splits(HC18_DIR)["test"][:2]]
+    synthetic = [["abdomen-200000", "abdomen"], ["femur-200001", "femur"]]
+    assert [row.split(",")[:2] for row in rows[1:]] == heads + synthetic
+    model = tmp_path / "models" / "model.pt"
+    predictor = load_plane_predictor(model, "multitask_unet.json", "cpu", features=TINY_MULTITASK)
+    assert predictor.predict(hc18.read_frame(hc18_splits(HC18_DIR)["test"][0])).plane in PLANE_CLASSES
+
+
+def test_combined_planes_concatenate_their_sources_part_by_part():
+    seeds = {"training": 0, "validation": 10, "test": 20}
+    heads = SyntheticPlanes({"training": 2, "validation": 1, "test": 1}, seeds, kinds=["head"])
+    other_seeds = {part: seed + 30 for part, seed in seeds.items()}
+    others = SyntheticPlanes({"training": 3, "validation": 2, "test": 2}, other_seeds, kinds=["abdomen", "femur"])
+    combined = CombinedPlanes([heads, others])
+    samples = combined.samples("training", (64, 96))
+    assert [int(samples[index]["plane"]) for index in range(len(samples))] == [0, 0, 1, 2, 1]
+    assert [case.name for case in combined.cases("test")] == ["head-20", "abdomen-50", "femur-51"]
+    with pytest.raises(ValueError, match="at least two"):
+        CombinedPlanes([heads])
+
+
+def test_hc18_planes_augment_only_the_training_heads():
+    needs_hc18()
+    splits = hc18_splits(HC18_DIR)
+    planes = HC18Planes(splits, MTLN_AUGMENTATIONS, max_images=2)
+    assert 2 < len(planes.samples("training", (160, 256))) <= 2 * len(MTLN_AUGMENTATIONS)
+    assert len(planes.samples("validation", (160, 256))) == 2
+    assert [case.name for case in planes.cases("test")] == [record.filename for record in splits["test"][:2]]
+    assert {case.plane for case in planes.cases("test")} == {"head"}
+    with pytest.raises(ValueError, match="each of"):
+        HC18Planes({"training": splits["training"]})
 
 
 def test_initial_weights_start_training_from_a_saved_model(tmp_path):

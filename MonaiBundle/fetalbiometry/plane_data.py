@@ -1,4 +1,4 @@
-"""Where the multi-task U-Net's frames come from: synthetic planes, or a user's datalist.
+"""Where the multi-task U-Net's frames come from: synthetic planes, a user's datalist, HC18, or a mix.
 
 ``configs/biometry/train.json`` trains on HC18, which has heads only. The multi-task U-Net
 (``multitask_unet.json``) replaces its ``train_dataset``, ``validation_cases`` and ``test_cases``
@@ -7,9 +7,13 @@ with those of a source that has all three planes:
 - :class:`SyntheticPlanes`: head, abdomen and femur planes of the phantom generator, each part
   (training, validation, test) drawn from its own range of seeds, so no phantom is in two parts;
 - :class:`DatalistPlanes`: a user's annotated frames listed in a datalist
-  (:mod:`fetalbiometry.data.plane_dataset`), split into parts by the user.
+  (:mod:`fetalbiometry.data.plane_dataset`), split into parts by the user;
+- :class:`HC18Planes`: the real HC18 heads of ``train.json``'s subject split;
+- :class:`CombinedPlanes`: several sources together, e.g. the real HC18 heads with synthetic
+  abdomens and femurs (``multitask_unet_hc18.json``), since no real abdomen or femur frames are
+  public.
 
-Both give training samples (``samples``) and evaluation frames with their reference
+Each gives training samples (``samples``) and evaluation frames with their reference
 (``cases``, :class:`~fetalbiometry.plane_evaluation.PlaneCase`).
 """
 
@@ -17,16 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Union
 
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from fetalbiometry.biometry.planes import PLANE_CLASSES
-from fetalbiometry.data.hc18_dataset import IDENTITY, AnnotatedPlane, PlaneAugmentation, PlaneSampleDataset
+from fetalbiometry.data.hc18 import HC18Record
+from fetalbiometry.data.hc18_dataset import (
+    IDENTITY,
+    AnnotatedPlane,
+    HC18PlaneDataset,
+    PlaneAugmentation,
+    PlaneSampleDataset,
+)
 from fetalbiometry.data.plane_dataset import DATALIST_PARTS, SyntheticPlaneDataset, read_plane_datalist
 from fetalbiometry.errors import InputError
-from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, phantom_case
+from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, hc18_case, phantom_case
 
-__all__ = ["DatalistPlanes", "SyntheticPlanes"]
+__all__ = ["CombinedPlanes", "DatalistPlanes", "HC18Planes", "PlaneSource", "SyntheticPlanes"]
 
 
 def _check_part(part: str) -> None:
@@ -122,3 +134,67 @@ class DatalistPlanes:
             InputError: the part is empty.
         """
         return [datalist_case(plane) for plane in self._planes(part)]
+
+
+class HC18Planes:
+    """The HC18 heads by the parts of a subject split (:func:`fetalbiometry.plane_training.hc18_splits`).
+
+    Args:
+        splits: the records of each part, ``{"training": [...], "validation": [...], "test": [...]}``.
+        augmentations: offline augmentations of the training frames (those that move the head
+            out of the image are dropped).
+        max_images: at most this many frames per part (for quick runs); all when None.
+
+    Raises:
+        ValueError: a part is missing.
+    """
+
+    def __init__(
+        self,
+        splits: Mapping[str, Sequence[HC18Record]],
+        augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
+        max_images: int | None = None,
+    ) -> None:
+        if set(splits) != set(DATALIST_PARTS):
+            raise ValueError(f"give the records of each of {', '.join(DATALIST_PARTS)}.")
+        self.parts = {part: list(splits[part])[:max_images] for part in DATALIST_PARTS}
+        self.augmentations = tuple(augmentations)
+
+    def samples(self, part: str, spatial_size: Sequence[int], transform: Callable | None = None) -> Dataset:
+        """The heads of ``part`` as training samples, the training part augmented."""
+        _check_part(part)
+        augmentations = self.augmentations if part == "training" else (IDENTITY,)
+        return HC18PlaneDataset(self.parts[part], spatial_size, augmentations, transform)
+
+    def cases(self, part: str) -> list[PlaneCase]:
+        """The heads of ``part`` with the sonographer's HC (:func:`~fetalbiometry.plane_evaluation.hc18_case`)."""
+        _check_part(part)
+        return [hc18_case(record) for record in self.parts[part]]
+
+
+PlaneSource = Union[SyntheticPlanes, DatalistPlanes, HC18Planes]
+"""A source of frames of :class:`CombinedPlanes`."""
+
+
+class CombinedPlanes:
+    """The frames of several sources, part by part: their samples concatenated, their cases in turn.
+
+    Args:
+        sources: the sources, e.g. ``[HC18Planes(...), SyntheticPlanes(..., kinds=("abdomen", "femur"))]``.
+
+    Raises:
+        ValueError: fewer than two sources.
+    """
+
+    def __init__(self, sources: Sequence[PlaneSource]) -> None:
+        if len(sources) < 2:
+            raise ValueError(f"combine at least two sources, got {len(sources)}.")
+        self.sources = tuple(sources)
+
+    def samples(self, part: str, spatial_size: Sequence[int], transform: Callable | None = None) -> Dataset:
+        """The samples of ``part`` of every source, one after the other."""
+        return ConcatDataset([source.samples(part, spatial_size, transform) for source in self.sources])
+
+    def cases(self, part: str) -> list[PlaneCase]:
+        """The cases of ``part`` of every source, one after the other."""
+        return [case for source in self.sources for case in source.cases(part)]
