@@ -8,7 +8,8 @@ with those of a source that has all three planes:
   (training, validation, test) drawn from its own range of seeds, so no phantom is in two parts;
 - :class:`DatalistPlanes`: a user's annotated frames listed in a datalist
   (:mod:`fetalbiometry.data.plane_dataset`), split into parts by the user;
-- :class:`HC18Planes`: the real HC18 heads of ``train.json``'s subject split;
+- :class:`HC18Planes`: the real HC18 heads of ``train.json``'s subject split (both are
+  :class:`AnnotatedPlanes`);
 - :class:`CombinedPlanes`: several sources together, e.g. the real HC18 heads with synthetic
   abdomens and femurs (``multitask_unet_hc18.json``), since no real abdomen or femur frames are
   public.
@@ -27,18 +28,12 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from fetalbiometry.biometry.planes import PLANE_CLASSES
 from fetalbiometry.data.hc18 import HC18Record
-from fetalbiometry.data.hc18_dataset import (
-    IDENTITY,
-    AnnotatedPlane,
-    HC18PlaneDataset,
-    PlaneAugmentation,
-    PlaneSampleDataset,
-)
+from fetalbiometry.data.hc18_dataset import IDENTITY, AnnotatedPlane, PlaneAugmentation, PlaneSampleDataset, hc18_plane
 from fetalbiometry.data.plane_dataset import DATALIST_PARTS, SyntheticPlaneDataset, read_plane_datalist
 from fetalbiometry.errors import InputError
-from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, hc18_case, phantom_case
+from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, phantom_case
 
-__all__ = ["CombinedPlanes", "DatalistPlanes", "HC18Planes", "PlaneSource", "SyntheticPlanes"]
+__all__ = ["AnnotatedPlanes", "CombinedPlanes", "DatalistPlanes", "HC18Planes", "PlaneSource", "SyntheticPlanes"]
 
 
 def _check_part(part: str) -> None:
@@ -91,31 +86,38 @@ class SyntheticPlanes:
         return [phantom_case(planes.phantom(index)) for index in range(len(planes))]
 
 
-class DatalistPlanes:
-    """A user's annotated frames by the parts of their datalist (:mod:`fetalbiometry.data.plane_dataset`).
+class AnnotatedPlanes:
+    """Annotated frames (:class:`~fetalbiometry.data.hc18_dataset.AnnotatedPlane`) by part.
 
     Args:
-        path: the datalist JSON file.
+        parts: the frames of each of ``training``, ``validation`` and ``test``.
         augmentations: offline augmentations of the training frames (e.g. the MTLN's flips and
             rotations, :data:`~fetalbiometry.data.hc18_dataset.MTLN_AUGMENTATIONS`); those that
             move a structure out of the image are dropped.
         max_images: at most this many frames per part (for quick runs); all when None.
+        where: what the frames are, for the error of an empty part.
 
     Raises:
-        InputError: the datalist or one of its entries is bad (see ``read_plane_datalist``).
+        ValueError: a part is missing.
     """
 
     def __init__(
-        self, path: str | Path, augmentations: Sequence[PlaneAugmentation] = (IDENTITY,), max_images: int | None = None
+        self,
+        parts: Mapping[str, Sequence[AnnotatedPlane]],
+        augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
+        max_images: int | None = None,
+        where: str = "the frames",
     ) -> None:
-        self.path = Path(path)
-        self.parts = {part: planes[:max_images] for part, planes in read_plane_datalist(path).items()}
+        if set(parts) != set(DATALIST_PARTS):
+            raise ValueError(f"give the frames of each of {', '.join(DATALIST_PARTS)}.")
+        self.parts = {part: list(parts[part])[:max_images] for part in DATALIST_PARTS}
         self.augmentations = tuple(augmentations)
+        self.where = where
 
     def _planes(self, part: str) -> list[AnnotatedPlane]:
         _check_part(part)
         if not self.parts[part]:
-            raise InputError(f"{self.path}: the datalist has no {part} entries")
+            raise InputError(f"{self.where} has no {part} entries")
         return self.parts[part]
 
     def samples(self, part: str, spatial_size: Sequence[int], transform: Callable | None = None) -> Dataset:
@@ -136,13 +138,34 @@ class DatalistPlanes:
         return [datalist_case(plane) for plane in self._planes(part)]
 
 
-class HC18Planes:
+class DatalistPlanes(AnnotatedPlanes):
+    """A user's annotated frames by the parts of their datalist (:mod:`fetalbiometry.data.plane_dataset`).
+
+    Args:
+        path: the datalist JSON file.
+        augmentations: offline augmentations of the training frames (see :class:`AnnotatedPlanes`).
+        max_images: at most this many frames per part (for quick runs); all when None.
+
+    Raises:
+        InputError: the datalist or one of its entries is bad (see ``read_plane_datalist``).
+    """
+
+    def __init__(
+        self, path: str | Path, augmentations: Sequence[PlaneAugmentation] = (IDENTITY,), max_images: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(read_plane_datalist(path), augmentations, max_images, f"{self.path}: the datalist")
+
+
+class HC18Planes(AnnotatedPlanes):
     """The HC18 heads by the parts of a subject split (:func:`fetalbiometry.plane_training.hc18_splits`).
+
+    Each record becomes its annotated frame (:func:`~fetalbiometry.data.hc18_dataset.hc18_plane`):
+    the ellipse fitted to its outline, the CSV HC as the reference.
 
     Args:
         splits: the records of each part, ``{"training": [...], "validation": [...], "test": [...]}``.
-        augmentations: offline augmentations of the training frames (those that move the head
-            out of the image are dropped).
+        augmentations: offline augmentations of the training frames (see :class:`AnnotatedPlanes`).
         max_images: at most this many frames per part (for quick runs); all when None.
 
     Raises:
@@ -155,24 +178,11 @@ class HC18Planes:
         augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
         max_images: int | None = None,
     ) -> None:
-        if set(splits) != set(DATALIST_PARTS):
-            raise ValueError(f"give the records of each of {', '.join(DATALIST_PARTS)}.")
-        self.parts = {part: list(splits[part])[:max_images] for part in DATALIST_PARTS}
-        self.augmentations = tuple(augmentations)
-
-    def samples(self, part: str, spatial_size: Sequence[int], transform: Callable | None = None) -> Dataset:
-        """The heads of ``part`` as training samples, the training part augmented."""
-        _check_part(part)
-        augmentations = self.augmentations if part == "training" else (IDENTITY,)
-        return HC18PlaneDataset(self.parts[part], spatial_size, augmentations, transform)
-
-    def cases(self, part: str) -> list[PlaneCase]:
-        """The heads of ``part`` with the sonographer's HC (:func:`~fetalbiometry.plane_evaluation.hc18_case`)."""
-        _check_part(part)
-        return [hc18_case(record) for record in self.parts[part]]
+        parts = {part: [hc18_plane(record) for record in records[:max_images]] for part, records in splits.items()}
+        super().__init__(parts, augmentations, where="the HC18 split")
 
 
-PlaneSource = Union[SyntheticPlanes, DatalistPlanes, HC18Planes]
+PlaneSource = Union[SyntheticPlanes, AnnotatedPlanes]
 """A source of frames of :class:`CombinedPlanes`."""
 
 
