@@ -175,6 +175,24 @@ def test_summary_and_table_go_plane_by_plane():
     assert rows[2].split(" | ")[-1] == "– |"
 
 
+def test_report_keeps_the_frames_of_one_plane(tmp_path, capsys):
+    results = [
+        PlaneResult("h", "head", "head", 180.0, 182.0, 2.0, 2.0, 97.0, 1.0),
+        PlaneResult("a", "abdomen", "abdomen", 200.0, 200.5, 0.5, 0.5, 99.5, 0.2),
+        PlaneResult("f", "femur", "femur", 40.0, 40.1, 0.1, 0.1),
+    ]
+    write_evaluation(results, tmp_path / "mixed")
+    write_evaluation(results[:1], tmp_path / "heads")
+    mixed, heads = f"mixed={tmp_path / 'mixed' / 'summary.json'}", f"heads={tmp_path / 'heads' / 'summary.json'}"
+    assert plane_report.main([mixed, heads, "--plane", "head", "--paired", "heads"]) == 0
+    tables = capsys.readouterr().out.split("\n\n")
+    assert len(tables) == 2  # no plane-by-plane table: one plane is left
+    assert tables[0].splitlines()[2].startswith("| mixed | 1 / 1 | 97.00 ± 0.00 | 2.00 ± 0.00 | 2.00 ± 0.00 |")
+    assert tables[1].splitlines()[2].startswith("| mixed | 1 |")
+    assert plane_report.main([mixed, heads, "--plane", "femur"]) == 1
+    assert "heads" in capsys.readouterr().err.split("cannot read")[1]
+
+
 def test_plane_loss_takes_arguments_by_name():
     recorded = []
 

@@ -19,6 +19,11 @@ which is better.
 ``--by-trimester`` adds each network's head figures trimester by trimester
 (:func:`fetalbiometry.plane_evaluation.summarize_by_trimester`), with the ADF relative to the HC
 and the number of frames that had a second look (``head_crop``).
+
+``--plane PLANE`` keeps only the frames of that reference plane in every table, their figures
+summarised again from ``per_image.csv``: the multi-task U-Net trained on HC18 with synthetic
+abdomens and femurs (``multitask_unet_hc18.json``) is tested on both, and only its HC18 heads
+compare with the head networks.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from fetalbiometry.paired import paired_change
-from fetalbiometry.plane_evaluation import PUBLISHED_HC18, PlaneResult, read_evaluation, summarize_by_trimester
+from fetalbiometry.biometry.planes import PLANE_CLASSES
+from fetalbiometry.plane_evaluation import (
+    PUBLISHED_HC18,
+    PlaneResult,
+    read_evaluation,
+    summarize_by_trimester,
+    summarize_planes,
+)
 
 __all__ = ["comparison_table", "main", "paired_table", "per_image_figures", "plane_table", "trimester_table"]
 
@@ -130,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("summaries", nargs="+", type=_named_path, metavar="NAME=SUMMARY_JSON")
     parser.add_argument("--paired", metavar="NAME", help="also compare every network with this one, frame by frame")
     parser.add_argument("--by-trimester", action="store_true", help="also give the head figures trimester by trimester")
+    parser.add_argument("--plane", choices=PLANE_CLASSES, help="only the frames of this reference plane, in every table")
     args = parser.parse_args(argv)
     names = [name for name, _ in args.summaries]
     if args.paired is not None and args.paired not in names:
@@ -138,8 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, path in args.summaries:
         try:
             summaries[name] = json.loads(path.read_text(encoding="utf-8"))
-            if args.paired is not None or args.by_trimester:
-                results = read_evaluation(path.with_name("per_image.csv"))  # one read for both tables
+            if args.paired is not None or args.by_trimester or args.plane is not None:
+                results = read_evaluation(path.with_name("per_image.csv"))  # one read for every table
+                if args.plane is not None:
+                    results = [result for result in results if result.plane == args.plane]
+                    if not results:
+                        raise ValueError(f"it has no {args.plane} frames")
+                    summaries[name] = summarize_planes(results)
                 per_image[name] = per_image_figures(results)
                 by_trimester[name] = summarize_by_trimester(results)
         except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
