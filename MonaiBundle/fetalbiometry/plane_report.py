@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fetalbiometry.paired import paired_change
 from fetalbiometry.biometry.planes import PLANE_CLASSES
+from fetalbiometry.paired import paired_change
 from fetalbiometry.plane_evaluation import (
     PUBLISHED_HC18,
     PlaneResult,
@@ -148,21 +148,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.paired is not None and args.paired not in names:
         parser.error(f"--paired {args.paired!r} is not one of the networks: {', '.join(names)}")
     summaries, per_image, by_trimester = {}, {}, {}
+    reads_frames = args.paired is not None or args.by_trimester or args.plane is not None
     for name, path in args.summaries:
         try:
             summaries[name] = json.loads(path.read_text(encoding="utf-8"))
-            if args.paired is not None or args.by_trimester or args.plane is not None:
-                results = read_evaluation(path.with_name("per_image.csv"))  # one read for every table
-                if args.plane is not None:
-                    results = [result for result in results if result.plane == args.plane]
-                    if not results:
-                        raise ValueError(f"it has no {args.plane} frames")
-                    summaries[name] = summarize_planes(results)
-                per_image[name] = per_image_figures(results)
-                by_trimester[name] = summarize_by_trimester(results)
+            results = read_evaluation(path.with_name("per_image.csv")) if reads_frames else []  # one read, every table
         except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
             print(f"plane_report: cannot read {path}: {error}", file=sys.stderr)
             return 1
+        if args.plane is not None:
+            results = [result for result in results if result.plane == args.plane]
+            if not results:
+                print(f"plane_report: {path.with_name('per_image.csv')} has no {args.plane} frames", file=sys.stderr)
+                return 1
+            summaries[name] = summarize_planes(results)
+        per_image[name] = per_image_figures(results)
+        by_trimester[name] = summarize_by_trimester(results)
     print(comparison_table(summaries), end="")
     if args.paired is not None:
         print()
