@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("summaries", nargs="+", type=_named_path, metavar="NAME=SUMMARY_JSON")
     parser.add_argument("--paired", metavar="NAME", help="also compare every network with this one, frame by frame")
     parser.add_argument("--by-trimester", action="store_true", help="also give the head figures trimester by trimester")
-    parser.add_argument("--plane", choices=PLANE_CLASSES, help="only the frames of this reference plane, in every table")
+    parser.add_argument("--plane", choices=PLANE_CLASSES, help="only the frames of this reference plane, every table")
     args = parser.parse_args(argv)
     names = [name for name, _ in args.summaries]
     if args.paired is not None and args.paired not in names:
