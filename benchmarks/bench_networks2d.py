@@ -7,7 +7,7 @@ intensities (the cost of the convolutions depends on neither):
 - MTLN (Sobhaninia et al. 2019) at 160 x 256, the HC18 frame letterboxed
   (:data:`fetalbiometry.data.hc18_dataset.DEFAULT_SPATIAL_SIZE`): the shipped configuration
   (``configs/biometry/mtln.json``), the same with LinkNet's widths (64 ... 512) as in the paper,
-  the mean of two of them (:class:`fetalbiometry.plane_model.PlaneEnsemble`) and the single-task
+  the mean of two of them (:class:`fetalbiometry.planes2d.predictor.PlaneEnsemble`) and the single-task
   ablation (no Ellipse Tuner);
 - the U-Net baseline (:func:`fetalbiometry.networks.unet_baseline`) at 160 x 256, with the widths
   16 ... 256 of the issue's BasicUNet reference model and with the original U-Net's 64 ... 1024;
@@ -24,7 +24,7 @@ order, so that a burst of load from elsewhere hits them all alike. Time per netw
 
 It also times the shipped HC pipeline on one 540 x 800 frame, the size of an HC18 image
 (a synthetic head plane, :func:`fetalbiometry.data.synthetic.make_plane`):
-:meth:`fetalbiometry.plane_model.PlanePredictor.predict` (letterbox, network, probability mapped
+:meth:`fetalbiometry.planes2d.predictor.PlanePredictor.predict` (letterbox, network, probability mapped
 back onto the frame) and :func:`fetalbiometry.biometry.measure_plane` (ellipse fit, HC, BPD, OFD).
 A network with random weights segments no head, so the ellipse fit is timed on the frame's
 reference mask, the mask a trained network gives; the pipeline's time is the sum of the two
@@ -66,7 +66,7 @@ from fetalbiometry.data.hc18_dataset import HeadCrop, letterbox
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.io import atomic_output
 from fetalbiometry.networks import MultiTaskUNet, build_hc_regressor, unet_baseline
-from fetalbiometry.plane_model import BIOMETRY_CONFIG_DIR, SHIPPED_PLANE_NETWORK, PlaneEnsemble, PlanePredictor
+from fetalbiometry.planes2d.predictor import BIOMETRY_CONFIG_DIR, SHIPPED_PLANE_NETWORK, PlaneEnsemble, PlanePredictor
 
 BASELINE = "BasicUNet"
 BASELINE_FEATURES = (16, 32, 64, 128, 256, 16)  # the reference BasicUNet ("features 16...256")

@@ -5,7 +5,7 @@ network the ultrasound volume down-scaled by 0.4 (Sec. 3.1): ``PAPER_INPUT_SHAPE
 voxels (z, y, x), padded to a multiple of 8 as the bundle's ``DivisiblePadd`` does. Every network of
 :data:`fetalbiometry.networks.VARIANTS` runs on that input (random intensities: the cost of the
 convolutions does not depend on them) in eval mode under ``torch.no_grad``, through the bundle's
-inferer (``fetalbiometry.training.make_inferer``: whole volume, or 64³ overlap-tiling for
+inferer (``fetalbiometry.segment3d.training.make_inferer``: whole volume, or 64³ overlap-tiling for
 p-USegNet; 2D-USegNet goes slice by slice inside its ``SliceWise2D``).
 
 The machine is shared and noisy, so absolute figures mean little: each network is reported as a
@@ -144,7 +144,7 @@ def _build(network: str, width: Width):
     from monai.networks.nets import BasicUNet
 
     from fetalbiometry.networks import VARIANTS, build_network
-    from fetalbiometry.training import make_inferer
+    from fetalbiometry.segment3d.training import make_inferer
 
     if network == BASELINE:
         baseline = BasicUNet(spatial_dims=3, in_channels=1, out_channels=2, features=basic_unet_features(width.features))

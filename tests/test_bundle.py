@@ -23,8 +23,8 @@ from monai.bundle import ConfigParser, ckpt_export, onnx_export, verify_metadata
 
 import fetalbiometry
 from fetalbiometry.data.synthetic import make_head_volume
-from fetalbiometry.inference import sha256_of
-from fetalbiometry.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
+from fetalbiometry.weights import sha256_of
+from fetalbiometry.segment3d.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import VARIANTS, AutoContextCascade
 
 REPO = Path(__file__).resolve().parents[1]

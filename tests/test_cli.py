@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from fetalbiometry import cli
 from fetalbiometry.cli import main
 
 EVALUATE_KEYS = {"dice", "jaccard", "conformity", "adb_mm", "hdb_mm", "volume_pred_ml", "volume_ref_ml"}
@@ -140,3 +141,22 @@ def test_study_subcommand_reports_a_missing_manifest(tmp_path, capsys):
     assert main(["study", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "study")]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "absent.csv" in error
+
+
+def test_each_command_has_one_documented_parser_function() -> None:
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    assert len(cli.COMMAND_PARSERS) == len(commands)
+    for add_parser in cli.COMMAND_PARSERS:
+        assert add_parser.__doc__ and add_parser.__doc__.startswith("``")
+        assert add_parser.__name__ == f"add_{add_parser.__doc__[2:].split()[0]}_parser"
+
+
+def test_help_summarises_commands_exit_status_and_examples(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    assert all(f"    {name} " in text for name in commands)
+    assert "exit status:" in text and "examples:" in text
+    assert all(f"fetalbiometry {line.split()[1]}" in text for line in cli.EXAMPLES.splitlines()[1:])

@@ -1,7 +1,7 @@
 """Tests of the 2D biometry networks, their losses, the plane measurement and the HC18 samples.
 
-(fetalbiometry.networks.{mtln,regression,multitask_unet,unet2d}, fetalbiometry.losses,
-fetalbiometry.transforms.BoundaryWeightMapd, fetalbiometry.biometry.planes,
+(fetalbiometry.networks.{mtln,regression,multitask_unet,unet2d}, fetalbiometry.segment3d.losses,
+fetalbiometry.planes2d.transforms.BoundaryWeightMapd, fetalbiometry.biometry.planes,
 fetalbiometry.data.hc18_dataset.) Tiny widths and small images keep the file fast on a busy CPU.
 """
 
@@ -34,7 +34,7 @@ from fetalbiometry.data.hc18_dataset import (
 )
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.errors import InputError, NoMeasurementError
-from fetalbiometry.losses import BoundaryWeightedDiceCELoss, MTLNLoss, MultiTaskUNetLoss, regression_loss
+from fetalbiometry.planes2d.losses import BoundaryWeightedDiceCELoss, MTLNLoss, MultiTaskUNetLoss, regression_loss
 from fetalbiometry.networks import (
     MTLN,
     REGRESSORS,
@@ -46,7 +46,7 @@ from fetalbiometry.networks import (
     encode_ellipse,
     unet_baseline,
 )
-from fetalbiometry.transforms import BoundaryWeightMapd, boundary_weight_map
+from fetalbiometry.planes2d.transforms import BoundaryWeightMapd, boundary_weight_map
 
 HC18_DIR = Path(os.environ.get("HC18_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hc18"))
 TINY_MTLN = {"features": (8, 8, 16, 16, 16), "tuner_hidden_channels": (16, 8), "tuner_grid": (2, 2)}

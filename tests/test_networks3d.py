@@ -1,4 +1,4 @@
-"""Tests of the 3D whole-fetal-head segmentor (fetalbiometry.networks, fetalbiometry.losses, fetalbiometry.training).
+"""Tests of the 3D whole-fetal-head segmentor (fetalbiometry.networks, fetalbiometry.segment3d.losses, fetalbiometry.segment3d.training).
 
 Tiny widths and 16^3 volumes keep the file fast on a busy CPU.
 """
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 
-from fetalbiometry.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
+from fetalbiometry.segment3d.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import (
     VARIANTS,
     AttentionModule,
@@ -24,7 +24,7 @@ from fetalbiometry.networks import (
     USegNet,
     build_network,
 )
-from fetalbiometry.training import train_auto_context
+from fetalbiometry.segment3d.training import train_auto_context
 
 TINY = {"features": (4, 8, 8, 16), "attention_out_channels": 8, "attention_channels": 4}
 SIZE = 16

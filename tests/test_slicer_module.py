@@ -80,7 +80,7 @@ def _model_path(folder: Path) -> Path | None:
     does not depend on what the weights learnt.
     """
     import torch
-    from fetalbiometry import inference
+    from fetalbiometry.segment3d import segmenter as inference
 
     if (process.find_bundle_root(MODULE_DIR) / inference.SHIPPED_MODEL).is_file():
         return None
@@ -164,7 +164,7 @@ def test_failed_command_raises_its_one_line_error():
 
 
 def test_no_measurement_exit_code_is_a_result_only_where_accepted():
-    from fetalbiometry.plane_commands import NO_MEASUREMENT_EXIT_CODE
+    from fetalbiometry.planes2d.commands import NO_MEASUREMENT_EXIT_CODE
 
     assert process.NO_MEASUREMENT_EXIT_CODE == NO_MEASUREMENT_EXIT_CODE
     code = (

@@ -251,7 +251,7 @@ def test_resume_does_not_redo_finished_volumes(cohort: Path, tmp_path: Path):
 
 def _inference_available() -> bool:
     try:
-        from fetalbiometry.inference import Segmenter  # noqa: F401
+        from fetalbiometry.segment3d.segmenter import Segmenter  # noqa: F401
     except ImportError:
         return False
     return True
@@ -265,7 +265,7 @@ def model_file(tmp_path: Path) -> Path:
     """Weights for the bundle's network, seeded: ``--model`` needs no shipped model."""
     import torch
 
-    from fetalbiometry.inference import load_bundle_model
+    from fetalbiometry.segment3d.segmenter import load_bundle_model
 
     torch.manual_seed(0)
     path = tmp_path / "model.pt"

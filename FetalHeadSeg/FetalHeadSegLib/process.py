@@ -53,7 +53,7 @@ __all__ = [
 BUNDLE_FOLDER = "MonaiBundle"
 _CLI_MODULE = "fetalbiometry.cli"
 #: Exit status of ``fetalbiometry measure`` when the plane has no trustworthy measurement; its JSON
-#: says why (``fetalbiometry.plane_commands.NO_MEASUREMENT_EXIT_CODE``).
+#: says why (``fetalbiometry.planes2d.commands.NO_MEASUREMENT_EXIT_CODE``).
 NO_MEASUREMENT_EXIT_CODE = 2
 #: How ``fetalbiometry.cli.main`` starts the one-line message of a user error on stderr.
 _ERROR_PREFIX = "fetalbiometry: error:"

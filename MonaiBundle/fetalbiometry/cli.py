@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from fetalbiometry.errors import FetalBiometryError, InputError
 from fetalbiometry.study.command import add_arguments as add_study_arguments
@@ -72,7 +73,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from fetalbiometry.inference import Segmenter
+    from fetalbiometry.segment3d.segmenter import Segmenter
     from fetalbiometry.io import read_image, write_image
     from fetalbiometry.metrics import label_volume_ml
 
@@ -101,11 +102,11 @@ def cmd_hc(args: argparse.Namespace) -> int:
     """Exit status 0 when every image was processed (measured, or reported without a
     measurement), 1 when some image could not be read; the CSV is written in both cases."""
     from fetalbiometry.data.hc18 import read_pixel_sizes, write_submission
-    from fetalbiometry.plane_commands import measure_hc_folder
+    from fetalbiometry.planes2d.commands import measure_hc_folder
 
     _refuse_overwriting_input(args.out, args.pixel_size_csv)
     pixel_sizes = read_pixel_sizes(args.pixel_size_csv)
-    from fetalbiometry.plane_model import load_plane_predictor  # PyTorch: only once the input is known good
+    from fetalbiometry.planes2d.predictor import load_plane_predictor  # PyTorch: only once the input is known good
 
     predictor = load_plane_predictor(args.model, args.network_config, args.device, plane="head")
     batch = measure_hc_folder(predictor, args.images_dir, pixel_sizes, args.overlays)
@@ -119,14 +120,14 @@ def cmd_hc(args: argparse.Namespace) -> int:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     """Exit status 0 with a measurement, 2 without one (the output says why), 1 on bad input."""
-    from fetalbiometry import plane_commands
+    from fetalbiometry.planes2d import commands as plane_commands
 
     if args.overlay is not None:
         plane_commands.check_overlay_path(args.overlay)
         _refuse_overwriting_input(args.overlay, args.image)
     image = plane_commands.read_plane_image(args.image, args.pixel_size)
     plane_commands.check_ga_weeks(args.ga)
-    from fetalbiometry.plane_model import load_plane_predictor  # PyTorch: only once the input is known good
+    from fetalbiometry.planes2d.predictor import load_plane_predictor  # PyTorch: only once the input is known good
 
     overrides = {} if args.plane is None else {"plane": args.plane}
     predictor = load_plane_predictor(args.model, args.network_config, args.device, **overrides)
@@ -155,38 +156,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
 # --- ga -------------------------------------------------------------------------------------
 
 
-def gestational_age_report(
-    hc_mm: float, ac_mm: float | None, fl_mm: float | None, bpd_mm: float | None, ga_weeks: float | None
-) -> dict[str, float]:
-    """Every GA estimate, EFW and centile that the given measurements allow."""
-    from fetalbiometry.biometry import growth
-
-    report: dict[str, float] = {
-        "ga_weeks_hadlock_hc": float(growth.ga_hadlock_hc(hc_mm)),
-        "ga_weeks_intergrowth_hc": float(growth.ga_intergrowth_hc(hc_mm)),
-    }
-    measurements = {"hc": hc_mm, "ac": ac_mm, "fl": fl_mm, "bpd": bpd_mm}
-    hadlock = {"ac": growth.ga_hadlock_ac, "fl": growth.ga_hadlock_fl, "bpd": growth.ga_hadlock_bpd}
-    for name, estimate in hadlock.items():
-        if measurements[name] is not None:
-            report[f"ga_weeks_hadlock_{name}"] = float(estimate(measurements[name]))
-    if ac_mm is not None and fl_mm is not None:
-        report["efw_g_hadlock"] = float(growth.efw_hadlock(hc_mm, ac_mm, fl_mm))
-    if ga_weeks is not None:
-        for name, value in measurements.items():
-            if value is not None:
-                report[f"zscore_{name}"] = float(growth.intergrowth_zscore(name, value, ga_weeks))
-                report[f"centile_{name}"] = float(growth.intergrowth_centile(name, value, ga_weeks))
-    return report
-
-
 def cmd_ga(args: argparse.Namespace) -> int:
+    from fetalbiometry.biometry.growth import gestational_age_report
+
     report = gestational_age_report(args.hc, args.ac, args.fl, args.bpd, args.ga_weeks)
     (_print_json if args.json else _print_table)(report)
     return 0
 
 
-# --- parser ---------------------------------------------------------------------------------
+# --- parser: one function per command -------------------------------------------------------
+
+#: What ``add_subparsers`` returns: each ``add_*_parser`` adds its command to it.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+EXIT_STATUS = """exit status:
+  0  done
+  1  bad input (one line on stderr: 'fetalbiometry: error: ...'), or a file of a batch failed
+  2  measure: no trustworthy measurement (the output says why); also a usage error"""
+
+EXAMPLES = """examples:
+  fetalbiometry segment volume.nii.gz head.nii.gz
+  fetalbiometry evaluate head.nii.gz reference.nii.gz --json
+  fetalbiometry measure frame.png --pixel-size 0.12 --ga 22 --overlay overlay.png
+  fetalbiometry hc test_set/ --pixel-size-csv test_set_pixel_size.csv --out submission.csv
+  fetalbiometry study manifest.csv --out study/
+  fetalbiometry ga --hc 250 --ac 230 --fl 48"""
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -198,35 +192,88 @@ def _add_plane_model_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
     parser.add_argument(
         "--network-config",
-        default="mtln.json",  # plane_model.SHIPPED_PLANE_NETWORK, not imported here: it needs PyTorch
+        default="mtln.json",  # planes2d.predictor.SHIPPED_PLANE_NETWORK, not imported here: it needs PyTorch
         help="the 2D network's config: a file name in configs/biometry or a path (default: mtln.json)",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Fetal head segmentation and biometry in ultrasound.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_segment_parser(commands: Commands) -> None:
+    """``segment INPUT OUTPUT``: the whole fetal head of a 3D volume, as a label on the input's grid."""
+    parser = commands.add_parser(
+        "segment",
+        help="segment the whole fetal head in a 3D volume",
+        description="Segment the whole fetal head in a 3D ultrasound volume with the bundle's network and "
+        "write a label (1 = head) on exactly the input's grid; print the head volume in mL.",
+    )
+    parser.add_argument("input", type=Path, help="3D ultrasound volume (NIfTI, NRRD, MetaImage or DICOM folder)")
+    parser.add_argument("output", type=Path, help="label file to write, on exactly the input's grid")
+    _add_model_arguments(parser)
+    parser.set_defaults(handler=cmd_segment)
 
-    p = sub.add_parser("evaluate", help="DSC, Jaccard, conformity, Adb, Hdb (mm) and volumes (mL) of two labels")
-    p.add_argument("pred", type=Path, help="predicted label image")
-    p.add_argument("ref", type=Path, help="reference label image on the same grid")
-    p.add_argument("--percentile", type=float, default=None, help="Hausdorff percentile (default: maximum)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("volume", help="volume of a label image in mL")
-    p.add_argument("label", type=Path)
-    p.add_argument("--label-value", type=int, default=None, help="count only this value (default: all > 0)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_volume)
+def add_evaluate_parser(commands: Commands) -> None:
+    """``evaluate PRED REF``: overlap and boundary distances of two labels on one grid."""
+    parser = commands.add_parser(
+        "evaluate", help="DSC, Jaccard, conformity, Adb, Hdb (mm) and volumes (mL) of two labels"
+    )
+    parser.add_argument("pred", type=Path, help="predicted label image")
+    parser.add_argument("ref", type=Path, help="reference label image on the same grid")
+    parser.add_argument("--percentile", type=float, default=None, help="Hausdorff percentile (default: maximum)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("segment", help="segment the whole fetal head in a 3D volume")
-    p.add_argument("input", type=Path, help="3D ultrasound volume (NIfTI, NRRD, MetaImage or DICOM folder)")
-    p.add_argument("output", type=Path, help="label file to write, on exactly the input's grid")
-    _add_model_arguments(p)
-    p.set_defaults(handler=cmd_segment)
 
-    p = sub.add_parser(
+def add_volume_parser(commands: Commands) -> None:
+    """``volume LABEL``: the volume of a label in mL."""
+    parser = commands.add_parser("volume", help="volume of a label image in mL")
+    parser.add_argument("label", type=Path)
+    parser.add_argument("--label-value", type=int, default=None, help="count only this value (default: all > 0)")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=cmd_volume)
+
+
+def add_study_parser(commands: Commands) -> None:
+    """``study MANIFEST --out DIR``: volumetric reproducibility and agreement over many volumes."""
+    parser = commands.add_parser("study", help="volumetric reproducibility and agreement study over a manifest")
+    add_study_arguments(parser)
+    parser.set_defaults(handler=cmd_study)
+
+
+def add_measure_parser(commands: Commands) -> None:
+    """``measure IMAGE``: HC, AC or FL of one 2D standard plane, with gestational age and centile."""
+    parser = commands.add_parser(
+        "measure",
+        help="HC, AC or FL of one 2D standard plane, with gestational age and centile",
+        description="Measure one standard plane: HC (with BPD, OFD), AC or FL, the fitted ellipse or femur "
+        "end points (mm, HC18 convention), Hadlock and INTERGROWTH-21st gestational age and, with --ga, the "
+        "INTERGROWTH-21st centile. Exit status: 0 with a measurement; 2 when there is no trustworthy "
+        "measurement ('no measurement: REASON', or JSON {plane, no_measurement}); 1 on bad input.",
+    )
+    parser.add_argument(
+        "image", type=Path, help="PNG/JPEG frame, or a 2D (single-slice) NRRD, NIfTI, MetaImage or DICOM image"
+    )
+    parser.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="pixel size in mm (required for PNG/JPEG; default: the file's spacing)",
+    )
+    parser.add_argument("--ga", type=float, default=None, help="gestational age in weeks (14-40) for the centile")
+    parser.add_argument(
+        "--plane",
+        choices=["head", "abdomen", "femur"],
+        default=None,
+        help="the plane, for networks without a plane classifier (default: the network config's)",
+    )
+    parser.add_argument("--overlay", type=Path, default=None, help="PNG to draw the measurement on (when there is one)")
+    parser.add_argument("--json", action="store_true", help="print JSON (the keys the Slicer module reads)")
+    _add_plane_model_arguments(parser)
+    parser.set_defaults(handler=cmd_measure)
+
+
+def add_hc_parser(commands: Commands) -> None:
+    """``hc IMAGES_DIR --pixel-size-csv CSV --out CSV``: HC18's submission CSV for a folder of frames."""
+    parser = commands.add_parser(
         "hc",
         help="head circumference of every HC18 frame of a folder, as the challenge's submission CSV",
         description="Fit the head ellipse of every image listed in an HC18 pixel-size CSV and write the "
@@ -235,67 +282,74 @@ def build_parser() -> argparse.ArgumentParser:
         "reported on stderr. Exit status: 0 when every image was processed (measured or not), 1 when "
         "some image could not be read or on bad input.",
     )
-    p.add_argument("images_dir", type=Path, help="folder of the images (e.g. HC18 test_set/)")
-    p.add_argument(
+    parser.add_argument("images_dir", type=Path, help="folder of the images (e.g. HC18 test_set/)")
+    parser.add_argument(
         "--pixel-size-csv",
         type=Path,
         required=True,
         help="CSV 'filename,pixel size(mm)' (HC18 test or training layout)",
     )
-    p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
-    p.add_argument("--overlays", type=Path, default=None, help="folder for one <name>_overlay.png per measured image")
-    _add_plane_model_arguments(p)
-    p.set_defaults(handler=cmd_hc)
-
-    p = sub.add_parser(
-        "measure",
-        help="HC, AC or FL of one 2D standard plane, with gestational age and centile",
-        description="Measure one standard plane: HC (with BPD, OFD), AC or FL, the fitted ellipse or femur "
-        "end points (mm, HC18 convention), Hadlock and INTERGROWTH-21st gestational age and, with --ga, the "
-        "INTERGROWTH-21st centile. Exit status: 0 with a measurement; 2 when there is no trustworthy "
-        "measurement ('no measurement: REASON', or JSON {plane, no_measurement}); 1 on bad input.",
+    parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    parser.add_argument(
+        "--overlays", type=Path, default=None, help="folder for one <name>_overlay.png per measured image"
     )
-    p.add_argument(
-        "image", type=Path, help="PNG/JPEG frame, or a 2D (single-slice) NRRD, NIfTI, MetaImage or DICOM image"
-    )
-    p.add_argument(
-        "--pixel-size",
-        type=float,
-        default=None,
-        help="pixel size in mm (required for PNG/JPEG; default: the file's spacing)",
-    )
-    p.add_argument("--ga", type=float, default=None, help="gestational age in weeks (14-40) for the centile")
-    p.add_argument(
-        "--plane",
-        choices=["head", "abdomen", "femur"],
-        default=None,
-        help="the plane, for networks without a plane classifier (default: the network config's)",
-    )
-    p.add_argument("--overlay", type=Path, default=None, help="PNG to draw the measurement on (when there is one)")
-    p.add_argument("--json", action="store_true", help="print JSON (the keys the Slicer module reads)")
-    _add_plane_model_arguments(p)
-    p.set_defaults(handler=cmd_measure)
+    _add_plane_model_arguments(parser)
+    parser.set_defaults(handler=cmd_hc)
 
-    p = sub.add_parser("study", help="volumetric reproducibility and agreement study over a manifest")
-    add_study_arguments(p)
-    p.set_defaults(handler=cmd_study)
 
-    p = sub.add_parser("synth", help="write synthetic phantoms with ground truth")
-    p.add_argument("dim", choices=["3d", "2d"])
-    p.add_argument("outdir", type=Path)
-    p.add_argument("-n", type=int, default=4, help="number of subjects (3d) or planes (2d)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rescans", type=int, default=1, help="3d: scans per subject from different probe directions")
-    p.set_defaults(handler=cmd_synth)
+def add_ga_parser(commands: Commands) -> None:
+    """``ga --hc MM [...]``: gestational age, EFW and centiles from biometry in mm."""
+    parser = commands.add_parser("ga", help="gestational age (Hadlock, INTERGROWTH-21st), EFW and centiles")
+    parser.add_argument("--hc", type=float, required=True, help="head circumference, mm")
+    parser.add_argument("--ac", type=float, default=None, help="abdominal circumference, mm")
+    parser.add_argument("--fl", type=float, default=None, help="femur length, mm")
+    parser.add_argument("--bpd", type=float, default=None, help="biparietal diameter, mm")
+    parser.add_argument("--ga-weeks", type=float, default=None, help="known GA for INTERGROWTH-21st centiles")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=cmd_ga)
 
-    p = sub.add_parser("ga", help="gestational age (Hadlock, INTERGROWTH-21st), EFW and centiles")
-    p.add_argument("--hc", type=float, required=True, help="head circumference, mm")
-    p.add_argument("--ac", type=float, default=None, help="abdominal circumference, mm")
-    p.add_argument("--fl", type=float, default=None, help="femur length, mm")
-    p.add_argument("--bpd", type=float, default=None, help="biparietal diameter, mm")
-    p.add_argument("--ga-weeks", type=float, default=None, help="known GA for INTERGROWTH-21st centiles")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_ga)
+
+def add_synth_parser(commands: Commands) -> None:
+    """``synth {3d,2d} OUTDIR``: synthetic phantoms with their ground truth."""
+    parser = commands.add_parser("synth", help="write synthetic phantoms with ground truth")
+    parser.add_argument("dim", choices=["3d", "2d"])
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("-n", type=int, default=4, help="number of subjects (3d) or planes (2d)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rescans", type=int, default=1, help="3d: scans per subject from different probe directions")
+    parser.set_defaults(handler=cmd_synth)
+
+
+#: The commands in the order ``--help`` lists them: 3D volumes, 2D planes, then tools.
+COMMAND_PARSERS: tuple[Callable[[Commands], None], ...] = (
+    add_segment_parser,
+    add_evaluate_parser,
+    add_volume_parser,
+    add_study_parser,
+    add_measure_parser,
+    add_hc_parser,
+    add_ga_parser,
+    add_synth_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fetalbiometry`` parser: a summary of every command, its exit status and examples."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=textwrap.fill(
+            "Fetal head segmentation and biometry in ultrasound: the whole fetal head in 3D volumes "
+            "(volume in mL, agreement with a reference, reproducibility studies) and HC, AC and FL in 2D "
+            "standard planes, with gestational age and centiles. 'fetalbiometry COMMAND --help' gives "
+            "each command's options.",
+            width=88,
+        ),
+        epilog=f"{EXIT_STATUS}\n\n{EXAMPLES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    for add_parser in COMMAND_PARSERS:
+        add_parser(commands)
     return parser
 
 

@@ -25,8 +25,8 @@ import SimpleITK as sitk
 
 from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry import growth
+from fetalbiometry.biometry.growth import gestational_age_report
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES, measure_plane
-from fetalbiometry.cli import gestational_age_report
 from fetalbiometry.data.hc18 import read_frame, read_records
 from fetalbiometry.data.synthetic import make_head_volume, make_plane
 from fetalbiometry.errors import FetalBiometryError
@@ -39,7 +39,7 @@ HC18_SAMPLES = BUNDLE_ROOT / "sample_data" / "hc18"
 
 def segment_phantom_volume(out_dir: Path) -> None:
     """Segment a phantom volume with the shipped model and compare it with the truth."""
-    from fetalbiometry.inference import Segmenter  # torch and MONAI: imported when needed
+    from fetalbiometry.segment3d.segmenter import Segmenter  # torch and MONAI: imported when needed
 
     phantom = make_head_volume(seed=DEMO_SEED)
     image_path, truth_path = out_dir / "phantom_image.nii.gz", out_dir / "phantom_truth.nii.gz"
@@ -66,8 +66,8 @@ def segment_phantom_volume(out_dir: Path) -> None:
 
 def measure_hc18_samples(out_dir: Path) -> None:
     """Measure HC on the bundled HC18 frames with the shipped model and compare with the sonographers."""
-    from fetalbiometry.plane_commands import measure_frame, write_overlay
-    from fetalbiometry.plane_model import load_plane_predictor
+    from fetalbiometry.planes2d.commands import measure_frame, write_overlay
+    from fetalbiometry.planes2d.predictor import load_plane_predictor
 
     predictor = load_plane_predictor()
     print("HC18 sample frames (CC BY 4.0, van den Heuvel et al. 2018), shipped HC model:")

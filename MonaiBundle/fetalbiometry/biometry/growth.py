@@ -51,6 +51,7 @@ __all__ = [
     "intergrowth_zscore",
     "intergrowth_centile",
     "efw_hadlock",
+    "gestational_age_report",
     "trimester",
 ]
 
@@ -360,3 +361,26 @@ def trimester(ga_weeks: ArrayLike) -> str | np.ndarray:
         raise InputError(f"gestational age must be finite; got {ga[~np.isfinite(ga)].flat[0]}")
     names = np.asarray(TRIMESTERS)[np.searchsorted(TRIMESTER_START_WEEKS, ga, side="right")]
     return str(names) if names.ndim == 0 else names
+
+
+def gestational_age_report(
+    hc_mm: float, ac_mm: float | None, fl_mm: float | None, bpd_mm: float | None, ga_weeks: float | None
+) -> dict[str, float]:
+    """Every GA estimate, EFW and centile that the given measurements allow."""
+    report: dict[str, float] = {
+        "ga_weeks_hadlock_hc": float(ga_hadlock_hc(hc_mm)),
+        "ga_weeks_intergrowth_hc": float(ga_intergrowth_hc(hc_mm)),
+    }
+    measurements = {"hc": hc_mm, "ac": ac_mm, "fl": fl_mm, "bpd": bpd_mm}
+    hadlock = {"ac": ga_hadlock_ac, "fl": ga_hadlock_fl, "bpd": ga_hadlock_bpd}
+    for name, estimate in hadlock.items():
+        if measurements[name] is not None:
+            report[f"ga_weeks_hadlock_{name}"] = float(estimate(measurements[name]))
+    if ac_mm is not None and fl_mm is not None:
+        report["efw_g_hadlock"] = float(efw_hadlock(hc_mm, ac_mm, fl_mm))
+    if ga_weeks is not None:
+        for name, value in measurements.items():
+            if value is not None:
+                report[f"zscore_{name}"] = float(intergrowth_zscore(name, value, ga_weeks))
+                report[f"centile_{name}"] = float(intergrowth_centile(name, value, ga_weeks))
+    return report

@@ -310,7 +310,7 @@ class HeadCrop:
     Letterboxed whole, an HC18 frame spans the network's input at one scale, so a small head covers
     few network pixels. The window is the head's bounding box enlarged by ``margin``, widened to the
     input's aspect and kept inside the frame; letterboxed, it shows the head ``zoom`` times larger
-    than the whole frame does. Inference (:class:`fetalbiometry.plane_model.PlanePredictor`) takes
+    than the whole frame does. Inference (:class:`fetalbiometry.planes2d.predictor.PlanePredictor`) takes
     the window around the ellipse of a first look at the whole frame and looks again; training
     (:class:`PlaneSampleDataset`) adds the window around the reference ellipse as more samples, so
     that the second look sees what the network was trained on. Not in the MTLN paper: the common

@@ -11,9 +11,15 @@ The 2D biometry networks: :class:`MTLN` (multi-task LinkNet with an Ellipse Tune
 plane classifier) and :func:`unet_baseline` (plain U-Net).
 """
 
+# The 3D whole-head segmenter (Yang et al. 2020) and the variants of its Tables 1-2
 from fetalbiometry.networks.autocontext import AutoContextCascade
 from fetalbiometry.networks.blocks import AttentionModule, ConvBnReluBlock, DecoderLevel
-from fetalbiometry.networks.mtln import (
+from fetalbiometry.networks.slicewise import SliceWise2D
+from fetalbiometry.networks.usegnet import USegNet
+from fetalbiometry.networks.variants import VARIANTS, NetworkVariant, build_network
+
+# The 2D biometry networks, one module per paper
+from fetalbiometry.networks.mtln import (  # isort: skip
     ELLIPSE_KEY,
     MTLN,
     SEGMENTATION_KEY,
@@ -23,8 +29,8 @@ from fetalbiometry.networks.mtln import (
     decode_ellipse,
     encode_ellipse,
 )
-from fetalbiometry.networks.multitask_unet import MultiTaskUNet, PlaneClassifier
-from fetalbiometry.networks.regression import (
+from fetalbiometry.networks.multitask_unet import MultiTaskUNet, PlaneClassifier  # isort: skip
+from fetalbiometry.networks.regression import (  # isort: skip
     REGRESSORS,
     VGG16_CONFIGURATION,
     HCRegressor,
@@ -33,10 +39,7 @@ from fetalbiometry.networks.regression import (
     build_hc_regressor,
     resnet50_regressor,
 )
-from fetalbiometry.networks.slicewise import SliceWise2D
-from fetalbiometry.networks.unet2d import UNET_FEATURES, unet_baseline
-from fetalbiometry.networks.usegnet import USegNet
-from fetalbiometry.networks.variants import VARIANTS, NetworkVariant, build_network
+from fetalbiometry.networks.unet2d import UNET_FEATURES, unet_baseline  # isort: skip
 
 __all__ = [
     "ELLIPSE_KEY",

@@ -2,7 +2,7 @@
 
 Qazi MA, Alam MT, Almakky I, et al. "Multi-Task Learning Approach for Unified Biometric
 Estimation from Fetal Ultrasound Anomaly Scans" (``shared/papers/multitask-unet-hc-ac-fl.txt``),
-sections 2 and 2.1, Fig. 1. The loss is :class:`fetalbiometry.losses.MultiTaskUNetLoss`; the
+sections 2 and 2.1, Fig. 1. The loss is :class:`fetalbiometry.planes2d.losses.MultiTaskUNetLoss`; the
 predicted class selects the measurement (:func:`fetalbiometry.biometry.measure_plane`).
 """
 

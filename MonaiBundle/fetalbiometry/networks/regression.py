@@ -4,7 +4,7 @@ Zhang J, Petitjean C, Lopez P, Ainouz S. "Direct estimation of fetal head circum
 ultrasound images based on regression CNN", MIDL 2020 (``shared/papers/regression-cnn-hc.txt``).
 
 Two changes turn a classification CNN into a regressor: a last layer that is linear with one
-output, and a regression loss (:func:`fetalbiometry.losses.regression_loss`: MSE, MAE or Huber with
+output, and a regression loss (:func:`fetalbiometry.planes2d.losses.regression_loss`: MSE, MAE or Huber with
 δ = 0.5). The target is HC divided by the largest HC of the training set; :class:`HCRegressor`
 keeps that normaliser as a buffer, so a saved model converts its output back to HC by itself. The
 paper's HC is in pixels (its HC18 range is 439.1 to 1786.5 pixels): what the image shows; the

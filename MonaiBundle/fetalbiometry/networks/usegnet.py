@@ -36,7 +36,7 @@ class USegNet(nn.Module):
 
     Deep supervision (Eq. 2): a 1x1x1 convolution on the output of every decoder level but the
     last gives class scores at 1/4 and 1/2 resolution; there are no up-sampling layers in these
-    side branches, the ground truth is downscaled instead (see :mod:`fetalbiometry.losses`). The
+    side branches, the ground truth is downscaled instead (see :mod:`fetalbiometry.segment3d.losses`). The
     side branches sit behind the level's UAM, and stay at the same place when the UAM is removed.
 
     Spatial sizes of the input must be divisible by ``2 ** (len(features) - 1)``.

@@ -35,7 +35,7 @@ def _segmenter_factory(segmenter: Segmenter | None, model_path: Path | None, dev
         return lambda: segmenter
 
     def load() -> Segmenter:
-        from fetalbiometry.inference import Segmenter as BundleSegmenter
+        from fetalbiometry.segment3d.segmenter import Segmenter as BundleSegmenter
 
         return BundleSegmenter.from_bundle(model_path, device)
 
@@ -82,7 +82,7 @@ def run_study(
     Args:
         manifest: CSV with ``subject,image`` and optional ``reference,expert_volume_ml``.
         out_dir: output folder (created).
-        model_path: model for :meth:`fetalbiometry.inference.Segmenter.from_bundle`; None: the shipped one.
+        model_path: model for :meth:`fetalbiometry.segment3d.segmenter.Segmenter.from_bundle`; None: the shipped one.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (``cuda:LOCAL_RANK`` per rank under torchrun).
         resume: keep the ok volumes of an earlier run in ``out_dir`` whose labels exist.
         segmenter: object with ``segment(sitk.Image) -> sitk.Image`` to use instead of the bundle.

@@ -6,7 +6,7 @@ source of truth with ``python -m monai.bundle run``); the shipped weights are ch
 the SHA-256 in ``configs/metadata.json`` and loaded with ``weights_only=True``.
 
 The volume is processed in voxel space with the bundle's own preprocessing
-(:class:`~fetalbiometry.transforms.SegmentorInput`), so the network sees what it was trained
+(:class:`~fetalbiometry.segment3d.transforms.SegmentorInput`), so the network sees what it was trained
 on and the label lands on exactly the input's grid: intensities are normalised, the volume is
 downscaled by the bundle's ``downscale_factor`` (Sec. 3.1 of the 3D paper uses 0.4) and padded
 to a multiple of 8 for the three poolings; the cascade's class probabilities are then cropped
@@ -19,10 +19,7 @@ gives the figures with and without it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,31 +33,12 @@ from monai.transforms import KeepLargestConnectedComponent
 from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.errors import InputError, require_bool
 from fetalbiometry.io import check_dimension
-from fetalbiometry.transforms import SegmentorInput, image_to_tensor, tensor_to_label
+from fetalbiometry.segment3d.transforms import SegmentorInput, image_to_tensor, tensor_to_label
+from fetalbiometry.weights import expected_checksum, load_weights, resolve_device
 
 logger = logging.getLogger(__name__)
 
 SHIPPED_MODEL = "models/model.pt"
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when it is available; ``cuda`` without a GPU is an input error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"unknown device '{device}': use auto, cpu or cuda")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)
@@ -86,37 +64,6 @@ def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
             "keep_largest_component", parser.get_parsed_content("keep_largest_component")
         ),
     )
-
-
-def expected_checksum(bundle_root: Path, relative_path: str) -> str | None:
-    """The SHA-256 that ``metadata.json`` records for a shipped file, if any."""
-    metadata = json.loads((bundle_root / "configs" / "metadata.json").read_text(encoding="utf-8"))
-    return metadata.get("model_sha256", {}).get(relative_path) or None
-
-
-def read_weights(path: Path, checksum: str | None) -> dict[str, torch.Tensor]:
-    """The state dict saved at ``path``, after checking the file and, if known, its checksum (``weights_only``)."""
-    if not path.is_file():
-        raise InputError(f"model file not found: {path}")
-    if checksum is not None and sha256_of(path) != checksum:
-        raise InputError(f"model file {path} does not match its SHA-256 in metadata.json; it is corrupt or replaced")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise InputError(f"cannot read model file {path}: {str(error).splitlines()[0]}") from error
-
-
-def fit_weights(network: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
-    """Load ``state``, read from ``path``, into ``network``; a state that does not fit is an ``InputError``."""
-    try:
-        network.load_state_dict(state)
-    except (RuntimeError, TypeError) as error:
-        raise InputError(f"model file {path} does not fit the network of its config") from error
-
-
-def load_weights(network: nn.Module, path: Path, checksum: str | None) -> None:
-    """Load a state dict into ``network`` after checking the file and, if known, its checksum."""
-    fit_weights(network, read_weights(path, checksum), path)
 
 
 class Segmenter:

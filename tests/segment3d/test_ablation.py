@@ -1,4 +1,4 @@
-"""The Table 1 ablation runner (``fetalbiometry.ablation``): commands, the table, a tiny real run."""
+"""The Table 1 ablation runner (``fetalbiometry.segment3d.ablation``): commands, the table, a tiny real run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fetalbiometry.ablation import (
+from fetalbiometry.segment3d.ablation import (
     PUBLISHED_TABLE1,
     PUBLISHED_TABLE2,
     TABLE1_VARIANTS,

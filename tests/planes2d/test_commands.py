@@ -25,17 +25,18 @@ import torch
 import torch.nn as nn
 from monai.bundle import ConfigParser
 
-from fetalbiometry import BUNDLE_ROOT, plane_model
+from fetalbiometry import BUNDLE_ROOT
+from fetalbiometry.planes2d import predictor as plane_model
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
 from fetalbiometry.cli import build_parser, main
 from fetalbiometry.data import hc18
 from fetalbiometry.data.hc18_dataset import letterbox
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.errors import InputError
-from fetalbiometry.plane_commands import NO_MEASUREMENT_EXIT_CODE, read_plane_image
-from fetalbiometry.plane_model import PlanePredictor
+from fetalbiometry.planes2d.commands import NO_MEASUREMENT_EXIT_CODE, read_plane_image
+from fetalbiometry.planes2d.predictor import PlanePredictor
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "FetalHeadSeg"))
 from FetalHeadSegLib import results  # noqa: E402
 

@@ -17,7 +17,7 @@ network's mean ± SD over the test phantoms, its change against USegNet-DS on th
 (paired, with the Wilcoxon signed-rank p of :mod:`fetalbiometry.paired`; USegNet-DS is the paper's
 base model of the ablation) and the paper's own figures beside them::
 
-    python -m fetalbiometry.ablation --out out/table1 --epochs-per-level 10
+    python -m fetalbiometry.segment3d.ablation --out out/table1 --epochs-per-level 10
 
 A variant whose training finished (``OUT/V/training.json``) is not trained again, and one whose
 ``evaluation/metrics_summary.json`` exists is not evaluated again, so an interrupted run resumes. A
@@ -25,7 +25,7 @@ network trained with other phantom counts, epochs or patch size is refused, not 
 ``--evaluation NAME`` evaluates the trained networks again into ``OUT/V/NAME`` and writes
 ``OUT/table1-NAME.md``, e.g. without the largest-component step of the post-processing::
 
-    python -m fetalbiometry.ablation --out out/table1 --evaluation raw --set keep_largest_component=false
+    python -m fetalbiometry.segment3d.ablation --out out/table1 --evaluation raw --set keep_largest_component=false
 
 ``--report-only`` only writes the table. A variant that fails is reported and the others go on; the
 exit status is then 1.
@@ -310,7 +310,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.ablation", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.segment3d.ablation", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of the runs and of table1.md")
     parser.add_argument("--variants", nargs="+", default=list(TABLE1_VARIANTS), choices=list(VARIANTS), metavar="NAME")
     defaults = AblationRecipe()

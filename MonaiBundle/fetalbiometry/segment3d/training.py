@@ -22,7 +22,7 @@ from torch.nn.modules.loss import _Loss
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from fetalbiometry.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
+from fetalbiometry.segment3d.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import VARIANTS, AutoContextCascade
 
 __all__ = ["make_inferer", "make_loss", "train_auto_context", "trainable_parameters"]

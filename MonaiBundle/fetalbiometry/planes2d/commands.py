@@ -1,10 +1,10 @@
 """What the 2D biometry commands do: ``fetalbiometry measure`` (one standard plane) and
 ``fetalbiometry hc`` (a folder of HC18 frames to the challenge's submission CSV).
 
-A frame goes through a :class:`~fetalbiometry.plane_model.PlanePredictor` (network, then
+A frame goes through a :class:`~fetalbiometry.planes2d.predictor.PlanePredictor` (network, then
 :func:`~fetalbiometry.biometry.measure_plane`). A frame the network cannot measure is not given a
 number: its reason (empty mask, cut by the border, implausible shape, out of range) is reported
-instead, as in :mod:`fetalbiometry.plane_evaluation`.
+instead, as in :mod:`fetalbiometry.planes2d.evaluation`.
 
 The report of one plane (:func:`plane_report`) is the JSON object that the Slicer module reads
 (``FetalHeadSegLib.results.parse_measurement``, docs/slicer.md): ``plane``; ``hc_mm``, ``ac_mm``
@@ -39,7 +39,7 @@ from fetalbiometry.errors import FetalBiometryError, InputError, NoMeasurementEr
 from fetalbiometry.io import array_spacing, atomic_output, read_image
 
 if TYPE_CHECKING:
-    from fetalbiometry.plane_model import PlanePredictor
+    from fetalbiometry.planes2d.predictor import PlanePredictor
 
 __all__ = [
     "NO_MEASUREMENT_EXIT_CODE",
@@ -71,7 +71,7 @@ _SUBPIXEL_BITS = 4  # cv2 drawing with 1/16-pixel coordinates
 
 @dataclass(frozen=True)
 class PlaneImage:
-    """A standard-plane frame ready for a :class:`~fetalbiometry.plane_model.PlanePredictor`.
+    """A standard-plane frame ready for a :class:`~fetalbiometry.planes2d.predictor.PlanePredictor`.
 
     Args:
         pixels: 2D uint8 array (rows, columns).

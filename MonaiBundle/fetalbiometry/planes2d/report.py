@@ -1,10 +1,10 @@
 """The comparison tables of docs/biometry.md: our networks' test figures beside the published ones.
 
 Each network's ``evaluating`` run (``configs/biometry/evaluate.json``) writes a ``summary.json``
-(:func:`fetalbiometry.plane_evaluation.summarize_planes`); this module puts them in one markdown
+(:func:`fetalbiometry.planes2d.evaluation.summarize_planes`); this module puts them in one markdown
 table, mean ± SD, followed by the published HC18 figures of :data:`PUBLISHED_HC18`::
 
-    python -m fetalbiometry.plane_report MTLN=MonaiBundle/runs/biometry/mtln/evaluation/summary.json \\
+    python -m fetalbiometry.planes2d.report MTLN=MonaiBundle/runs/biometry/mtln/evaluation/summary.json \\
         U-Net=MonaiBundle/runs/biometry/unet/evaluation/summary.json
 
 A summary over several planes (the multi-task U-Net on head, abdomen and femur planes) is also
@@ -17,7 +17,7 @@ the same frames differ by less than either's spread over them, so their means al
 which is better.
 
 ``--by-trimester`` adds each network's head figures trimester by trimester
-(:func:`fetalbiometry.plane_evaluation.summarize_by_trimester`), with the ADF relative to the HC
+(:func:`fetalbiometry.planes2d.evaluation.summarize_by_trimester`), with the ADF relative to the HC
 and the number of frames that had a second look (``head_crop``).
 
 ``--plane PLANE`` keeps only the frames of that reference plane in every table, their figures
@@ -37,7 +37,7 @@ from typing import Any
 
 from fetalbiometry.biometry.planes import PLANE_CLASSES
 from fetalbiometry.paired import paired_change
-from fetalbiometry.plane_evaluation import (
+from fetalbiometry.planes2d.evaluation import (
     PUBLISHED_HC18,
     PlaneResult,
     read_evaluation,
@@ -138,7 +138,7 @@ def _named_path(text: str) -> tuple[str, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.plane_report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.planes2d.report", description=__doc__.splitlines()[0])
     parser.add_argument("summaries", nargs="+", type=_named_path, metavar="NAME=SUMMARY_JSON")
     parser.add_argument("--paired", metavar="NAME", help="also compare every network with this one, frame by frame")
     parser.add_argument("--by-trimester", action="store_true", help="also give the head figures trimester by trimester")

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fetalbiometry import plane_ensemble
+from fetalbiometry.planes2d import ensemble as plane_ensemble
 from fetalbiometry.errors import InputError
 from fetalbiometry.networks import MTLN
-from fetalbiometry.plane_model import PlaneEnsemble, PlanePredictor, ensemble_size, load_plane_network
+from fetalbiometry.planes2d.predictor import PlaneEnsemble, PlanePredictor, ensemble_size, load_plane_network
 
 TINY_FEATURES = (8, 8, 16, 16, 16)
 

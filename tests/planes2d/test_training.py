@@ -35,13 +35,13 @@ from fetalbiometry.data.hc18_dataset import (
 from fetalbiometry.data.plane_dataset import SyntheticPlaneDataset, read_plane_datalist
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.errors import InputError
-from fetalbiometry.losses import MultiTaskUNetLoss, regression_loss
-from fetalbiometry.plane_data import CombinedPlanes, DatalistPlanes, HC18Planes, SyntheticPlanes
-from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, evaluate_case
-from fetalbiometry.plane_model import PlanePredictor, load_plane_predictor, network_outputs
-from fetalbiometry.plane_training import PlaneLoss, hc18_splits
+from fetalbiometry.planes2d.losses import MultiTaskUNetLoss, regression_loss
+from fetalbiometry.planes2d.data import CombinedPlanes, DatalistPlanes, HC18Planes, SyntheticPlanes
+from fetalbiometry.planes2d.evaluation import PlaneCase, datalist_case, evaluate_case
+from fetalbiometry.planes2d.predictor import PlanePredictor, load_plane_predictor, network_outputs
+from fetalbiometry.planes2d.training import PlaneLoss, hc18_splits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "MonaiBundle" / "configs"
 HC18_DIR = Path(os.environ.get("HC18_DIR", REPO / ".." / "shared" / "data" / "hc18"))
 IDENTITY_ONLY = "$(fetalbiometry.data.hc18_dataset.IDENTITY,)"

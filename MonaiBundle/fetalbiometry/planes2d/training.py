@@ -6,11 +6,11 @@ The networks differ in their outputs and losses, not in how they are trained, so
 - :func:`prepare_plane_batch` hands the trainer the image as input and the whole sample dict
   (label, boundary weights, ellipse, HC, plane class) as target;
 - :class:`PlaneLoss` reads its loss's arguments by name from the network's outputs
-  (:func:`~fetalbiometry.plane_model.network_outputs`) and from that target dict, so that MTLN's
+  (:func:`~fetalbiometry.planes2d.predictor.network_outputs`) and from that target dict, so that MTLN's
   ``L_T`` (Eq. 1), the multi-task U-Net's joint loss (Eq. 3), DiceCE and the regression losses are
   wired in the config, not in code;
 - :class:`PlaneValidation` measures the network the way it will be used, with the HC18 figures of
-  :mod:`fetalbiometry.plane_evaluation` on the validation frames at full resolution, and keeps the
+  :mod:`fetalbiometry.planes2d.evaluation` on the validation frames at full resolution, and keeps the
   weights with the best validation ADF.
 
 The HC18 data are split by subject (:func:`hc18_splits`): a fixed test part, never trained on nor
@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from fetalbiometry.data.hc18 import HC18Record, split_by_subject, training_records
 from fetalbiometry.io import atomic_output
-from fetalbiometry.plane_evaluation import PlaneCase, evaluate_planes, summarize_planes
-from fetalbiometry.plane_model import PlanePredictor, load_plane_network, network_outputs
+from fetalbiometry.planes2d.evaluation import PlaneCase, evaluate_planes, summarize_planes
+from fetalbiometry.planes2d.predictor import PlanePredictor, load_plane_network, network_outputs
 
 __all__ = ["PlaneLoss", "PlaneValidation", "cached", "hc18_splits", "load_trained", "prepare_plane_batch"]
 
@@ -78,9 +78,9 @@ def cached(dataset: Sequence[Mapping[str, Any]], progress: bool = True) -> Datas
 def load_trained(network: nn.Module, path: str | Path) -> nn.Module:
     """``network`` with the state dict saved at ``path`` by :class:`PlaneValidation` (``weights_only``).
 
-    A file that holds an ensemble (:mod:`fetalbiometry.plane_ensemble`) gives a
-    :class:`~fetalbiometry.plane_model.PlaneEnsemble` of copies of ``network``
-    (:func:`~fetalbiometry.plane_model.load_plane_network`).
+    A file that holds an ensemble (:mod:`fetalbiometry.planes2d.ensemble`) gives a
+    :class:`~fetalbiometry.planes2d.predictor.PlaneEnsemble` of copies of ``network``
+    (:func:`~fetalbiometry.planes2d.predictor.load_plane_network`).
     """
     return load_plane_network(network, path)
 
@@ -100,7 +100,7 @@ class PlaneLoss(nn.Module):
     """A loss whose arguments are taken by name from the network outputs and the sample.
 
     ``arguments`` lists, in the loss's order, names of the form ``"output:KEY"`` (an entry of
-    :func:`~fetalbiometry.plane_model.network_outputs`) or ``"target:KEY"`` (an entry of the sample
+    :func:`~fetalbiometry.planes2d.predictor.network_outputs`) or ``"target:KEY"`` (an entry of the sample
     dict). For the MTLN loss ``L_T = α1·L_seg + α2·L_ET`` (Sobhaninia et al., Eq. 1)::
 
         PlaneLoss(MTLNLoss(), ["output:segmentation", "target:label", "target:weight",
@@ -133,10 +133,10 @@ class PlaneLoss(nn.Module):
 
 
 class PlaneValidation:
-    """Validate a 2D network with the figures of :mod:`fetalbiometry.plane_evaluation`; keep its best weights.
+    """Validate a 2D network with the figures of :mod:`fetalbiometry.planes2d.evaluation`; keep its best weights.
 
     Every ``interval`` epochs the trainer's network is wrapped by ``make_predictor`` and run on the
-    validation frames at full resolution (:func:`~fetalbiometry.plane_evaluation.evaluate_planes`).
+    validation frames at full resolution (:func:`~fetalbiometry.planes2d.evaluation.evaluate_planes`).
     The weights are saved to ``save_path`` when they do better than all before: fewer failed frames
     (without a measurement, or given the wrong plane class by a network with a classifier), then a
     lower mean ADF. The figures go to the log and to ``engine.state.metrics`` (``val_adf_mm``,
@@ -144,7 +144,7 @@ class PlaneValidation:
 
     Args:
         cases: validation frames with their references (e.g. ``hc18_case`` of each validation record).
-        make_predictor: builds a :class:`~fetalbiometry.plane_model.PlanePredictor` around a network.
+        make_predictor: builds a :class:`~fetalbiometry.planes2d.predictor.PlanePredictor` around a network.
         save_path: where the best state dict goes (written atomically).
         interval: epochs between validations.
     """

@@ -46,7 +46,7 @@ from fetalbiometry.data.hc18_dataset import AnnotatedPlane
 from fetalbiometry.data.synthetic import PlanePhantom
 from fetalbiometry.errors import InputError, NoMeasurementError
 from fetalbiometry.io import atomic_output
-from fetalbiometry.plane_model import PlanePredictor
+from fetalbiometry.planes2d.predictor import PlanePredictor
 
 __all__ = [
     "PUBLISHED_HC18",

@@ -12,9 +12,9 @@ from monai.data.utils import affine_to_spacing
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from scipy import ndimage
 
-from fetalbiometry.data.phantom_dataset import PhantomDataset
+from fetalbiometry.segment3d.phantom_dataset import PhantomDataset
 from fetalbiometry.data.synthetic import make_head_volume
-from fetalbiometry.transforms import (
+from fetalbiometry.segment3d.transforms import (
     SIZE_DIVISOR,
     RandShadowErasingd,
     SegmentorInput,

@@ -17,7 +17,7 @@ from fetalbiometry.biometry.ellipse import Ellipse, ellipse_to_mask
 from fetalbiometry.data import hc18
 from fetalbiometry.data.hc18_dataset import HeadCrop
 from fetalbiometry.errors import InputError
-from fetalbiometry.plane_evaluation import (
+from fetalbiometry.planes2d.evaluation import (
     PlaneCase,
     PlaneResult,
     ellipse_dice,
@@ -28,11 +28,11 @@ from fetalbiometry.plane_evaluation import (
     summarize_planes,
     write_evaluation,
 )
-from fetalbiometry import plane_report
-from fetalbiometry.plane_model import PlanePredictor, network_outputs
-from fetalbiometry.plane_training import PlaneLoss, PlaneValidation, hc18_splits
+from fetalbiometry.planes2d import report as plane_report
+from fetalbiometry.planes2d.predictor import PlanePredictor, network_outputs
+from fetalbiometry.planes2d.training import PlaneLoss, PlaneValidation, hc18_splits
 
-HC18_DIR = Path(os.environ.get("HC18_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hc18"))
+HC18_DIR = Path(os.environ.get("HC18_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hc18"))
 FRAME_SHAPE = (540, 800)
 TRUE_ELLIPSE = Ellipse(410.3, 262.7, 190.4, 151.2, 0.6)
 

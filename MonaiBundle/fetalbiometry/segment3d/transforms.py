@@ -5,7 +5,7 @@ in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2
 (``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.1 and 3.1.
 
 One pipeline serves the bundle configs (``MonaiBundle/configs/*.json``) and
-:mod:`fetalbiometry.inference`; both build it from these functions so that a model always sees
+:mod:`fetalbiometry.segment3d.segmenter`; both build it from these functions so that a model always sees
 what it was trained on:
 
 1. :func:`image_to_tensor`: a ``SimpleITK.Image`` becomes a channel-first ``MetaTensor`` of shape
@@ -32,9 +32,6 @@ what it was trained on:
 Training adds the paper's augmentation (Sec. 2.1): flips along the three axes and 180° rotations
 about them (MONAI ``RandFlipd`` and ``Rotate90d(k=2)`` in the config), and
 :class:`RandShadowErasingd`, a zeroed box near the head that mimics an acoustic shadow.
-
-For the 2D MTLN (``shared/papers/mtln-multitask-linknet-hc.txt``, Eq. 5),
-:class:`BoundaryWeightMapd` adds the pixel weight map of its boundary-weighted loss.
 """
 
 from __future__ import annotations
@@ -57,7 +54,7 @@ from monai.transforms import (
     ScaleIntensityRangePercentilesd,
     Zoomd,
 )
-from monai.utils import convert_to_dst_type, ensure_tuple
+from monai.utils import ensure_tuple
 from scipy import ndimage
 
 from fetalbiometry.io import label_like
@@ -65,8 +62,6 @@ from fetalbiometry.io import label_like
 __all__ = [
     "INTENSITY_SCALING",
     "SIZE_DIVISOR",
-    "BoundaryWeightMapd",
-    "boundary_weight_map",
     "RandShadowErasingd",
     "SegmentorInput",
     "image_to_tensor",
@@ -285,69 +280,4 @@ class RandShadowErasingd(RandomizableTransform, MapTransform):
             erased = d[key].clone() if isinstance(d[key], torch.Tensor) else np.array(d[key], copy=True)
             erased[(slice(None), *self._box)] = self.fill_value
             d[key] = erased
-        return d
-
-
-def boundary_weight_map(mask: np.ndarray, w0: float = 30.0, sigma: float = 10.0) -> np.ndarray:
-    """Pixel weights that magnify a loss near the ground-truth boundary (MTLN, Eq. 5).
-
-    ``w(x) = 1 + w0 · exp(−d(x)² / (2σ²))``, ``d(x)`` the Euclidean distance (pixels) from ``x`` to
-    the nearest boundary pixel of the mask. The paper prints the exponent as ``d(x) / (2σ²)``,
-    without square or minus sign, which grows without bound away from the boundary; we use the
-    form of the weight map it cites (Ronneberger et al., U-Net, 2015), a Gaussian of the distance.
-    Boundary pixels are the foreground pixels with a background 4-neighbour; the image edge is not
-    a boundary (a head cut by the border has no contour there). A mask without boundary (empty or
-    full) gives weights 1.
-
-    Args:
-        mask: 2D (or nD) array; non-zero pixels are the structure.
-        w0: ω0, the extra weight on the boundary (30 in the paper's Table I).
-        sigma: σ of the Gaussian, in pixels (10 in Table I).
-
-    Returns:
-        float32 weights of ``mask``'s shape: ``1 + w0`` on the boundary, tending to 1 far from it.
-    """
-    foreground = np.asarray(mask) != 0
-    boundary = foreground & ~ndimage.binary_erosion(foreground, border_value=1)
-    if not boundary.any():
-        return np.ones(foreground.shape, dtype=np.float32)
-    distance = ndimage.distance_transform_edt(~boundary)
-    return (1.0 + w0 * np.exp(-(distance**2) / (2.0 * sigma**2))).astype(np.float32)
-
-
-class BoundaryWeightMapd(MapTransform):
-    """Add the boundary weight map of a channel-first label (:func:`boundary_weight_map`) to the data.
-
-    Args:
-        keys: label key(s); each gives a weight map of the same shape (one map per channel).
-        weight_keys: output key per label key (default ``"weight"`` for a single label).
-        w0: ω0 of Eq. 5.
-        sigma: σ of Eq. 5, in pixels.
-        allow_missing_keys: don't raise if a key is missing.
-    """
-
-    backend = [torch.Tensor, np.ndarray]
-
-    def __init__(
-        self,
-        keys: KeysCollection = "label",
-        weight_keys: KeysCollection = "weight",
-        w0: float = 30.0,
-        sigma: float = 10.0,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.weight_keys = ensure_tuple(weight_keys)
-        if len(self.weight_keys) != len(self.keys):
-            raise ValueError(f"need one weight key per label key, got {self.weight_keys} for {self.keys}.")
-        self.w0 = w0
-        self.sigma = sigma
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key, weight_key in self.key_iterator(d, self.weight_keys):
-            label = d[key]
-            array = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)
-            weights = np.stack([boundary_weight_map(channel, self.w0, self.sigma) for channel in array])
-            d[weight_key] = convert_to_dst_type(weights, label, dtype=np.float32)[0]
         return d

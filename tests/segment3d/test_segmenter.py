@@ -18,7 +18,8 @@ import torch
 from scipy import ndimage
 
 from fetalbiometry.errors import InputError, require_bool
-from fetalbiometry.inference import Segmenter, load_bundle_model, load_weights, sha256_of
+from fetalbiometry.segment3d.segmenter import Segmenter, load_bundle_model
+from fetalbiometry.weights import load_weights, sha256_of
 
 OBLIQUE = (0.8, -0.6, 0.0, 0.6, 0.8, 0.0, 0.0, 0.0, 1.0)
 

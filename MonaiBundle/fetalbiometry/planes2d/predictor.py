@@ -22,7 +22,7 @@ has one, else the predictor's ``plane`` (HC18 networks see only heads). The regr
 A predictor's network may be a :class:`PlaneEnsemble`: several trained copies of one network
 whose class probabilities (and regressed values) are averaged. A weights file holds an ensemble
 when its keys are those of :class:`PlaneEnsemble` (``members.0.…``, ``members.1.…``, written by
-:mod:`fetalbiometry.plane_ensemble`); :func:`load_plane_network` then builds one copy of the
+:mod:`fetalbiometry.planes2d.ensemble`); :func:`load_plane_network` then builds one copy of the
 config's network per member.
 
 The networks and their settings come from the bundle's ``configs/biometry`` files
@@ -51,7 +51,7 @@ from fetalbiometry.biometry.planes import PLANE_CLASSES, PlaneMeasurement, measu
 from fetalbiometry.biometry.ellipse import fit_ellipse_to_mask
 from fetalbiometry.data.hc18_dataset import HeadCrop, affine_ellipse, letterbox, require_head_crop
 from fetalbiometry.errors import EmptyMaskError, InputError, NoMeasurementError, require_bool
-from fetalbiometry.inference import expected_checksum, fit_weights, read_weights, resolve_device
+from fetalbiometry.weights import expected_checksum, fit_weights, read_weights, resolve_device
 
 __all__ = [
     "BIOMETRY_CONFIG_DIR",
@@ -177,7 +177,7 @@ def load_plane_network(network: nn.Module, path: str | Path, checksum: str | Non
     Args:
         network: the config's network (its weights are replaced).
         path: a state dict saved by the biometry training, or an ensemble's
-            (:mod:`fetalbiometry.plane_ensemble`), loaded with ``weights_only``.
+            (:mod:`fetalbiometry.planes2d.ensemble`), loaded with ``weights_only``.
         checksum: the SHA-256 the file must have, or None.
 
     Returns:

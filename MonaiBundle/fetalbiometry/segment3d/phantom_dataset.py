@@ -17,7 +17,7 @@ from fetalbiometry.data.synthetic import (
     PROBE_DIRECTIONS,
     make_head_volume,
 )
-from fetalbiometry.transforms import image_to_tensor
+from fetalbiometry.segment3d.transforms import image_to_tensor
 
 __all__ = ["PhantomDataset"]
 

@@ -2,11 +2,11 @@
 
 ::
 
-    python -m fetalbiometry.plane_ensemble OUTPUT MEMBER.pt MEMBER.pt [MEMBER.pt ...]
+    python -m fetalbiometry.planes2d.ensemble OUTPUT MEMBER.pt MEMBER.pt [MEMBER.pt ...]
 
 Each MEMBER is a state dict saved by the biometry training (``runs/biometry/<name>/models/model.pt``)
 of one network config, trained alone; all members have the same architecture (the same keys and
-shapes). OUTPUT is the state dict of a :class:`~fetalbiometry.plane_model.PlaneEnsemble`
+shapes). OUTPUT is the state dict of a :class:`~fetalbiometry.planes2d.predictor.PlaneEnsemble`
 (``members.0.…``, ``members.1.…``). Give it wherever a model file goes (``--model`` of the command
 line, ``--ckpt_path`` of ``evaluate.json``) with the members' network config: the predictor runs
 every member and averages their probabilities, for the members' time added up. ``docs/biometry.md``
@@ -27,15 +27,15 @@ from pathlib import Path
 import torch
 
 from fetalbiometry.errors import InputError
-from fetalbiometry.inference import read_weights, sha256_of
+from fetalbiometry.weights import read_weights, sha256_of
 from fetalbiometry.io import atomic_output
-from fetalbiometry.plane_model import combine_members
+from fetalbiometry.planes2d.predictor import combine_members
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.plane_ensemble", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fetalbiometry.planes2d.ensemble", description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="the ensemble's weights file to write")
     parser.add_argument("members", nargs="+", type=Path, metavar="MEMBER", help="trained weights, two or more")
     args = parser.parse_args(argv)

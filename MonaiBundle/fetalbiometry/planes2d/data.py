@@ -15,7 +15,7 @@ with those of a source that has all three planes:
   public.
 
 Each gives training samples (``samples``) and evaluation frames with their reference
-(``cases``, :class:`~fetalbiometry.plane_evaluation.PlaneCase`).
+(``cases``, :class:`~fetalbiometry.planes2d.evaluation.PlaneCase`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from fetalbiometry.data.hc18 import HC18Record
 from fetalbiometry.data.hc18_dataset import IDENTITY, AnnotatedPlane, PlaneAugmentation, PlaneSampleDataset, hc18_plane
 from fetalbiometry.data.plane_dataset import DATALIST_PARTS, SyntheticPlaneDataset, read_plane_datalist
 from fetalbiometry.errors import InputError
-from fetalbiometry.plane_evaluation import PlaneCase, datalist_case, phantom_case
+from fetalbiometry.planes2d.evaluation import PlaneCase, datalist_case, phantom_case
 
 __all__ = ["AnnotatedPlanes", "CombinedPlanes", "DatalistPlanes", "HC18Planes", "PlaneSource", "SyntheticPlanes"]
 
@@ -80,7 +80,7 @@ class SyntheticPlanes:
         return SyntheticPlaneDataset(length, base_seed, spatial_size, self.kinds, transform=transform)
 
     def cases(self, part: str) -> list[PlaneCase]:
-        """Each plane of ``part`` with its true HC, AC or FL (:func:`~fetalbiometry.plane_evaluation.phantom_case`)."""
+        """Each plane of ``part`` with its true HC, AC or FL (:func:`~fetalbiometry.planes2d.evaluation.phantom_case`)."""
         _check_part(part)
         planes = SyntheticPlaneDataset(self.lengths[part], self.base_seeds[part], kinds=self.kinds)
         return [phantom_case(planes.phantom(index)) for index in range(len(planes))]
@@ -130,7 +130,7 @@ class AnnotatedPlanes:
         return PlaneSampleDataset(self._planes(part), spatial_size, augmentations, transform)
 
     def cases(self, part: str) -> list[PlaneCase]:
-        """The frames of ``part`` with their reference (:func:`~fetalbiometry.plane_evaluation.datalist_case`).
+        """The frames of ``part`` with their reference (:func:`~fetalbiometry.planes2d.evaluation.datalist_case`).
 
         Raises:
             InputError: the part is empty.
@@ -158,7 +158,7 @@ class DatalistPlanes(AnnotatedPlanes):
 
 
 class HC18Planes(AnnotatedPlanes):
-    """The HC18 heads by the parts of a subject split (:func:`fetalbiometry.plane_training.hc18_splits`).
+    """The HC18 heads by the parts of a subject split (:func:`fetalbiometry.planes2d.training.hc18_splits`).
 
     Each record becomes its annotated frame (:func:`~fetalbiometry.data.hc18_dataset.hc18_plane`):
     the ellipse fitted to its outline, the CSV HC as the reference.
