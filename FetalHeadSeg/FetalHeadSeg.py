@@ -4,11 +4,15 @@ The module is a thin shell around the ``fetalbiometry`` command line of the MONA
 ships with the extension. Heavy work runs out of Slicer's process with Slicer's Python
 (``PythonSlicer -m fetalbiometry.cli ...``, the same command users run outside Slicer); the
 module writes the inputs to files, streams the command's output into its log, and reads the
-results back into the scene. Everything that does not need Slicer lives in ``FetalHeadSegLib``.
+results back into the scene. ``fetalbiometry`` never runs in Slicer's process. The scene code
+is in ``FetalHeadSegLib.scene`` (tested on Slicer's MRML libraries), everything that needs
+neither Slicer nor Qt in ``FetalHeadSegLib.process`` and ``FetalHeadSegLib.results``.
+
+This file and ``FetalHeadSegLib`` stay Python-3.9-safe (a test checks), so that Slicer 5.6 and
+5.8 load the module and show what it needs (Slicer 5.10 or newer) instead of a traceback.
 """
 
 import importlib
-import importlib.util
 import logging
 import math
 import os
@@ -33,25 +37,31 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from FetalHeadSegLib import process, results
+from FetalHeadSegLib import process, results, scene
 from FetalHeadSegLib.process import (
+    BUNDLE_REQUIREMENTS,
     NO_MEASUREMENT_EXIT_CODE,
-    TORCH_REQUIREMENT,
+    SLICER_PROVIDED,
+    TORCH_DISTRIBUTION,
+    Action,
     BackgroundProcess,
     Device,
     command_environment,
+    evaluate_command,
     find_bundle_root,
     follow,
     measure_command,
-    missing_requirements,
+    pip_requirement,
     progress_fraction,
     python_executable,
     segment_command,
     study_command,
+    synth_command,
+    unmet_requirements,
+    unsupported_slicer_message,
 )
 
 MODULE_DIR = Path(__file__).resolve().parent
-HOMEPAGE = "https://github.com/FetalHeadSeg/FetalHeadSeg"
 SAMPLE_DATA_CATEGORY = "FetalHeadSeg"
 PHANTOM_SAMPLE_NAME = "FetalHeadPhantom"
 
@@ -77,8 +87,9 @@ Segments the whole fetal head in 3D ultrasound volumes and reports its volume, w
 conformity and boundary distances (Adb, Hdb) against an optional reference segmentation. It also
 measures HC, AC or FL with gestational age and centile on 2D standard planes, and runs
 reproducibility studies. The network runs outside Slicer with the <code>fetalbiometry</code>
-command of the bundled MONAI bundle (on the GPU when one is available).
-See the <a href="{HOMEPAGE}/blob/main/docs/slicer.md">module documentation</a>.
+command of the bundled MONAI bundle (on the GPU when one is available). Needs Slicer
+{".".join(map(str, process.MINIMUM_SLICER_VERSION))} or newer and the PyTorch extension.
+The module documentation is docs/slicer.md in the extension's source.
 """
         self.parent.acknowledgementText = """
 The 3D segmentor follows Yang X, Wang X, Wang Y, et al., "Hybrid attention for automatic
@@ -110,14 +121,20 @@ def registerSampleData():
 def _loadPhantomSample(source=None):
     """Sample Data button (called with its SampleDataSource): generate and load the phantom.
 
-    Installs the packages the generator needs first. Returns (volume node, reference
-    segmentation node), or None if the user declined the installation.
+    ``fetalbiometry synth`` runs out of process; only the packages it imports are installed
+    first (no PyTorch). Returns (volume node, reference segmentation node), or None if the user
+    declined the installation.
     """
     logic = FetalHeadSegLogic()
     with slicer.util.tryWithErrorDisplay("Failed to generate the phantom.", waitCursor=True):
-        if logic.installDependencies():
-            return logic.loadPhantom()
+        if logic.installDependencies(Action.SAMPLE_DATA):
+            return logic.runJob(logic.startPhantom())
     return None
+
+
+def slicerProblem() -> Optional[str]:
+    """Why this Slicer cannot run the module (one line), or None (see process.MINIMUM_SLICER_VERSION)."""
+    return unsupported_slicer_message((slicer.app.majorVersion, slicer.app.minorVersion), tuple(sys.version_info[:2]))
 
 
 #
@@ -179,6 +196,7 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None  # the running Job, if any
         self._onJobDone = None  # called with the result of the running Job
+        self._jobLabel = None  # label that shows the running Job's failure, if any
         self._reportPath = None  # report.html of the last study
         self._pollTimer = None
 
@@ -204,6 +222,16 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer.setInterval(200)
         self._pollTimer.timeout.connect(self._pollJob)
         self.ui.progressBar.hide()
+
+        # On a Slicer older than the module needs, say so in the panel instead of failing later.
+        problem = slicerProblem()
+        if problem:
+            problemLabel = qt.QLabel(problem)
+            problemLabel.wordWrap = True
+            problemLabel.setStyleSheet("QLabel { color: #b00020; font-weight: bold; }")
+            self.layout.insertWidget(0, problemLabel)
+            uiWidget.enabled = False
+            logging.warning(problem)
 
         # These connections ensure that we update parameter node when scene is closed
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -234,6 +262,7 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Reload FetalHeadSegLib too, so that edits to it take effect without a restart."""
         importlib.reload(process)
         importlib.reload(results)
+        importlib.reload(scene)
         super().onReload()
 
     def enter(self) -> None:
@@ -312,9 +341,11 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- Running commands in the background ------------------------------------------------------
 
-    def _startJob(self, job: "Job", onDone: Callable[[Any], None]) -> None:
+    def _startJob(self, job: "Job", onDone: Callable[[Any], None], label=None) -> None:
+        """Run a job in the background; ``onDone`` gets its result, ``label`` shows its error line."""
         self._job = job
         self._onJobDone = onDone
+        self._jobLabel = label
         self.ui.progressBar.setRange(0, 0)  # busy until the command reports a percentage
         self.ui.progressBar.show()
         self._updateButtons()
@@ -340,10 +371,15 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 job.cleanup()
                 self.addLog(f"{job.title} cancelled.")
                 return
-            with slicer.util.tryWithErrorDisplay(f"{job.title} failed.", waitCursor=True):
-                result = self.logic.finishJob(job)
-                self.addLog(f"{job.title} finished.")
-                self._onJobDone(result)
+            try:
+                with slicer.util.tryWithErrorDisplay(f"{job.title} failed.", waitCursor=True):
+                    result = self.logic.finishJob(job)
+                    self.addLog(f"{job.title} finished.")
+                    self._onJobDone(result)
+            except Exception as error:  # shown by tryWithErrorDisplay; the command's own line stays in the panel
+                self.addLog(f"{job.title} failed: {error}")
+                if self._jobLabel is not None:
+                    self._jobLabel.text = f"{job.title} failed: {error}"
         finally:
             self.ui.progressBar.hide()
             self._updateButtons()
@@ -357,7 +393,7 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegmentButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Failed to start the segmentation.", waitCursor=True):
-            if not self.logic.installDependencies():
+            if not self.logic.installDependencies(Action.SEGMENT):
                 return
             parameters = self._parameterNode
             if not parameters.outputSegmentation:
@@ -370,36 +406,47 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 parameters.device,
                 parameters.modelPath if _isSet(parameters.modelPath) else None,
             )
-            self._startJob(job, self._onSegmented)
+            self.ui.measureResultLabel.text = ""
+            self._startJob(job, self._onSegmented, self.ui.measureResultLabel)
 
     def _onSegmented(self, segmentId: str) -> None:
-        """Show the input volume with the new segment in the slice views and the 3D view."""
+        """Show the input volume with the new segment, and the command's notes: the spacing the
+        network worked at, warnings about the volume's spacing, a head volume not reported."""
         slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume, fit=True)
-        self.ui.measureResultLabel.text = ""
+        self.ui.measureResultLabel.text = "\n".join(self.logic.segmentationNotes)
         threeDWidget = slicer.app.layoutManager().threeDWidget(0)
         if threeDWidget is not None:
             threeDWidget.threeDView().resetFocalPoint()
 
     def onMeasureButton(self) -> None:
+        """Head volume at once; with a reference, the agreement from ``fetalbiometry evaluate``."""
         with slicer.util.tryWithErrorDisplay("Measurement failed.", waitCursor=True):
-            if not self.logic.installDependencies():
-                return
             parameters = self._parameterNode
-            rows = self.logic.measureSegmentation(parameters.outputSegmentation, parameters.referenceSegmentation)
-            parameters.resultsTable = self.logic.fillTable(
-                parameters.resultsTable, rows, f"{parameters.outputSegmentation.GetName()} measurements"
-            )
-            self.ui.measureResultLabel.text = "\n".join(" ".join(row.cells).strip() for row in rows)
-            self._showTable(parameters.resultsTable)
+            self.ui.measureResultLabel.text = ""
+            if not parameters.referenceSegmentation:
+                self._onMeasured(self.logic.measureSegmentation(parameters.outputSegmentation))
+                return
+            if not self.logic.installDependencies(Action.EVALUATE):
+                return
+            job = self.logic.startAgreement(parameters.outputSegmentation, parameters.referenceSegmentation)
+            self._startJob(job, self._onMeasured, self.ui.measureResultLabel)
+
+    def _onMeasured(self, rows: list) -> None:
+        parameters = self._parameterNode
+        parameters.resultsTable = self.logic.fillTable(
+            parameters.resultsTable, rows, f"{parameters.outputSegmentation.GetName()} measurements"
+        )
+        self.ui.measureResultLabel.text = "\n".join(" ".join(row.cells).strip() for row in rows)
+        self._showTable(parameters.resultsTable)
 
     def onMeasurePlaneButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Failed to start the 2D measurement.", waitCursor=True):
-            if not self.logic.installDependencies():
+            if not self.logic.installDependencies(Action.MEASURE_PLANE):
                 return
             parameters = self._parameterNode
             self.ui.biometryResultLabel.text = ""
             job = self.logic.startPlaneMeasurement(parameters.sliceVolume, parameters.pixelSizeMm)
-            self._startJob(job, self._onPlaneMeasured)
+            self._startJob(job, self._onPlaneMeasured, self.ui.biometryResultLabel)
 
     def _onPlaneMeasured(self, result) -> None:
         measurement, _ = result
@@ -414,7 +461,7 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRunStudyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Failed to start the study.", waitCursor=True):
-            if not self.logic.installDependencies():
+            if not self.logic.installDependencies(Action.STUDY):
                 return
             parameters = self._parameterNode
             self._reportPath = None
@@ -441,7 +488,9 @@ class FetalHeadSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onInstallDependenciesButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Failed to install the dependencies.", waitCursor=True):
-            if self.logic.installDependencies():
+            # The action that needs the most first: one confirmation covers what the others need.
+            actions = sorted(Action, key=lambda action: -len(process.ACTION_REQUIREMENTS[action]))
+            if all(self.logic.installDependencies(action) for action in actions):
                 slicer.util.infoDisplay("Everything FetalHeadSeg needs is installed.")
 
     @staticmethod
@@ -479,24 +528,6 @@ class Job:
             shutil.rmtree(self.tempDir, ignore_errors=True)
 
 
-def _writeVolume(volumeNode, path: str) -> str:
-    """Write a volume node to a file without touching its own storage node.
-
-    slicer.util.saveNode would re-point the node's storage node at the temporary file (which is
-    deleted afterwards), so a later File / Save would show that path; a throw-away storage
-    node leaves the node as it was (as SlicerMONAIAuto3DSeg does).
-    """
-    storageNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    try:
-        storageNode.SetFileName(path)
-        storageNode.UseCompressionOff()
-        if not storageNode.WriteData(volumeNode):
-            raise RuntimeError(f"Could not write {volumeNode.GetName()} to {path}.")
-    finally:
-        slicer.mrmlScene.RemoveNode(storageNode)
-    return path
-
-
 def _newTempDir() -> str:
     return tempfile.mkdtemp(prefix="FetalHeadSeg-", dir=slicer.app.temporaryPath)
 
@@ -513,11 +544,11 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        # fetalbiometry runs only in the commands' processes (PYTHONPATH), never in Slicer's.
         self.bundleRoot = find_bundle_root(MODULE_DIR)
-        # The in-process measurements (metrics, ellipse outline) import fetalbiometry from the bundle.
-        if str(self.bundleRoot) not in sys.path:
-            sys.path.insert(0, str(self.bundleRoot))
         self.logCallback = None
+        #: What the last segmentation printed for the panel (results.segmentation_notes).
+        self.segmentationNotes: list = []
 
     def getParameterNode(self):
         return FetalHeadSegParameterNode(super().getParameterNode())
@@ -529,16 +560,36 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
 
     # --- Python packages -------------------------------------------------------------------------
 
-    def installDependencies(self, askConfirmation: bool = True) -> bool:
-        """Install PyTorch and the packages the ``fetalbiometry`` commands import, where missing.
+    def installDependencies(self, action: Action, askConfirmation: bool = True) -> bool:
+        """Install what the command of ``action`` needs and is missing or out of bounds (nothing else).
 
-        PyTorch comes from the PyTorch extension (it chooses the CUDA build that matches the
-        driver); the rest from pip. ``PythonSlicer`` shares these packages.
+        Versions are checked with importlib.metadata against the bundle's requirements
+        (process.BUNDLE_REQUIREMENTS, torch included). PyTorch comes from the PyTorch extension,
+        which chooses the CUDA build that matches the driver; the rest from pip, after PyTorch
+        so that pip never replaces it. ``PythonSlicer`` shares these packages.
 
         Returns:
-            True when everything is installed; False if the user declined an installation.
+            True when everything the action needs is installed; False if the user declined.
+
+        Raises:
+            RuntimeError: this Slicer is too old, the PyTorch extension is missing, or a package
+                could not be installed.
         """
-        if importlib.util.find_spec("torch") is None:
+        problem = slicerProblem()
+        if problem:
+            raise RuntimeError(problem)
+        unmet = unmet_requirements(action)
+        if not unmet:
+            return True
+        slicerOwn = [pip_requirement(name) for name in SLICER_PROVIDED if pip_requirement(name) in unmet]
+        if slicerOwn:
+            raise RuntimeError(
+                f"This Slicer's Python packages do not meet {', '.join(slicerOwn)}, and the module does not replace "
+                "packages that Slicer ships: use a newer Slicer."
+            )
+        torchRequirement = pip_requirement(TORCH_DISTRIBUTION)
+        pipRequirements = [requirement for requirement in unmet if requirement != torchRequirement]
+        if torchRequirement in unmet:
             try:
                 import PyTorchUtils
             except ModuleNotFoundError:
@@ -546,30 +597,33 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
                     "FetalHeadSeg needs the PyTorch extension: install 'PyTorch' from the Extensions Manager, "
                     "restart Slicer and try again."
                 ) from None
-            self.log("Installing PyTorch with the PyTorch extension (this may take several minutes)...")
-            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=askConfirmation, torchVersionRequirement=TORCH_REQUIREMENT
-            )
-            if torch is None:
-                self.log("PyTorch was not installed.")
-                return False
-        missing = missing_requirements()
-        if not missing:
-            return True
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-            "FetalHeadSeg needs these Python packages:\n\n"
-            + "\n".join(missing)
+            f"To {action.value}, FetalHeadSeg needs these Python packages:\n\n"
+            + "\n".join(unmet)
+            + ("\n\nPyTorch is installed by the PyTorch extension." if torchRequirement in unmet else "")
             + "\n\nInstall them now? This needs internet access and may take a few minutes.",
             "Install Python packages",
         ):
             self.log("Python packages were not installed.")
             return False
-        self.log(f"Installing {', '.join(missing)} ...")
-        slicer.util.pip_install(" ".join(shlex.quote(requirement) for requirement in missing))
+        if torchRequirement in unmet:
+            self.log(f"Installing {torchRequirement} with the PyTorch extension (this may take several minutes)...")
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=BUNDLE_REQUIREMENTS[TORCH_DISTRIBUTION]
+            )
+            if torch is None:
+                self.log("PyTorch was not installed.")
+                return False
+        if pipRequirements:
+            self.log(f"Installing {', '.join(pipRequirements)} ...")
+            slicer.util.pip_install(pipRequirements)
         importlib.invalidate_caches()
-        stillMissing = missing_requirements()
-        if stillMissing:
-            raise RuntimeError(f"Could not install {', '.join(stillMissing)}; see the Python console for pip's output.")
+        stillUnmet = unmet_requirements(action)
+        if stillUnmet:
+            raise RuntimeError(
+                f"Could not install {', '.join(stillUnmet)}; see the Python console for pip's output "
+                "(PyTorch: update it in the PyTorch Utils module)."
+            )
         return True
 
     # --- Commands --------------------------------------------------------------------------------
@@ -614,7 +668,8 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
         """Start ``fetalbiometry segment`` on a volume; the job's result is the ID of the head segment.
 
         Args:
-            inputVolume: 3D ultrasound volume (vtkMRMLScalarVolumeNode).
+            inputVolume: 3D ultrasound volume (vtkMRMLScalarVolumeNode); written in world
+                coordinates (a linear transform is hardened into the file).
             outputSegmentation: vtkMRMLSegmentationNode whose segments are replaced by "Fetal head".
             device: where the network runs.
             modelPath: weights to use instead of the shipped model (None: shipped model).
@@ -622,65 +677,36 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
         if not inputVolume or not outputSegmentation:
             raise ValueError("Select an input volume and an output segmentation.")
         tempDir = _newTempDir()
-        inputPath = _writeVolume(inputVolume, os.path.join(tempDir, "input.nrrd"))
+        try:
+            inputPath = scene.write_volume(slicer.mrmlScene, inputVolume, os.path.join(tempDir, "input.nrrd"))
+        except Exception:
+            shutil.rmtree(tempDir, ignore_errors=True)
+            raise
         labelPath = os.path.join(tempDir, "head-label.nrrd")
         command = segment_command(python_executable(), inputPath, labelPath, device, modelPath)
-        return self._startCommand(
-            "Segmentation", command, lambda output: self.importHeadLabel(labelPath, inputVolume, outputSegmentation), tempDir
-        )
+
+        def finish(output: list) -> str:
+            self.segmentationNotes = results.segmentation_notes(output)
+            for note in self.segmentationNotes:
+                self.log(note)
+            return self.importHeadLabel(labelPath, inputVolume, outputSegmentation)
+
+        # exit status 3: the label is written, but its head is empty or implausible (a note says why)
+        return self._startCommand("Segmentation", command, finish, tempDir, successCodes=(0, NO_MEASUREMENT_EXIT_CODE))
 
     def importHeadLabel(self, labelPath: str, referenceVolume, segmentationNode) -> str:
-        """Load a head label file into a segmentation as one "Fetal head" segment, shown in 3D.
-
-        Args:
-            labelPath: label image on the grid of ``referenceVolume`` (voxels > 0: head).
-            referenceVolume: the volume the label belongs to (its geometry and transform are used).
-            segmentationNode: vtkMRMLSegmentationNode whose segments are replaced.
+        """Load a head label file into a segmentation as one "Fetal head" segment (FetalHeadSegLib.scene).
 
         Returns:
             The ID of the head segment.
         """
-        labelmapNode = slicer.util.loadLabelVolume(labelPath, {"show": False})
-        segmentation = segmentationNode.GetSegmentation()
-        try:
-            segmentation.RemoveAllSegments()
-            segmentationNode.CreateDefaultDisplayNodes()
-            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
-            if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
-                raise RuntimeError(f"Could not import {labelPath} into {segmentationNode.GetName()}.")
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmapNode)
-        if segmentation.GetNumberOfSegments() == 0:
+        segmentId, found = scene.import_head_label(slicer.mrmlScene, labelPath, referenceVolume, segmentationNode)
+        if not found:
             self.log("The label is empty: no head was found. The segment is left empty.")
-            segmentId = segmentation.AddEmptySegment("", results.HEAD_SEGMENT_NAME)
-        else:
-            segmentId = segmentation.GetNthSegmentID(0)
-        segment = segmentation.GetSegment(segmentId)
-        segment.SetName(results.HEAD_SEGMENT_NAME)
-        segment.SetColor(results.HEAD_SEGMENT_COLOR)
-        segment.SetTag(segment.GetTerminologyEntryTagName(), results.HEAD_TERMINOLOGY)
-        segmentationNode.SetNodeReferenceID(segmentationNode.GetReferenceImageGeometryReferenceRole(), referenceVolume.GetID())
-        segmentationNode.SetAndObserveTransformNodeID(referenceVolume.GetTransformNodeID())
-        segmentationNode.CreateClosedSurfaceRepresentation()
         return segmentId
 
-    def _exportSegmentation(self, segmentationNode, path: str) -> str:
-        """Write all segments of a segmentation as a label file on its reference geometry (uncropped)."""
-        labelmapNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-        try:
-            if not slicer.modules.segmentations.logic().ExportAllSegmentsToLabelmapNode(
-                segmentationNode, labelmapNode, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
-            ):
-                raise RuntimeError(f"Could not export {segmentationNode.GetName()} to a labelmap.")
-            return _writeVolume(labelmapNode, path)
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmapNode)
-
-    def measureSegmentation(self, segmentationNode, referenceSegmentationNode=None) -> list:
-        """Head volume (mL) of a segmentation and, with a reference, its agreement with it.
-
-        Computed in Slicer's process by fetalbiometry.metrics; the metrics are taken on the
-        reference's grid (see FetalHeadSegLib.results.evaluate_against_reference).
+    def measureSegmentation(self, segmentationNode) -> list:
+        """Head volume (mL) of a segmentation: its voxels counted on its reference geometry.
 
         Returns:
             The rows of the result table (FetalHeadSegLib.results.TableRow).
@@ -689,30 +715,49 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
             raise ValueError("Select the segmentation to measure.")
         tempDir = _newTempDir()
         try:
-            predictionPath = self._exportSegmentation(segmentationNode, os.path.join(tempDir, "prediction.nrrd"))
-            metrics = None
-            if referenceSegmentationNode:
-                referencePath = self._exportSegmentation(referenceSegmentationNode, os.path.join(tempDir, "reference.nrrd"))
-                metrics = results.evaluate_against_reference(predictionPath, referencePath)
-            rows = results.segmentation_rows(results.head_volume_ml(predictionPath), metrics)
+            predictionPath = scene.export_segmentation(slicer.mrmlScene, segmentationNode, os.path.join(tempDir, "prediction.nrrd"))
+            rows = results.segmentation_rows(results.head_volume_ml(predictionPath))
         finally:
             shutil.rmtree(tempDir, ignore_errors=True)
+        self._logRows(rows)
+        return rows
+
+    def startAgreement(self, segmentationNode, referenceSegmentationNode) -> "Job":
+        """Start ``fetalbiometry evaluate`` of a segmentation against a reference, on the reference's grid.
+
+        Both are exported in world coordinates; the prediction is resampled onto the reference's
+        voxels (FetalHeadSegLib.results.write_evaluation_inputs). The job's result is the rows of
+        the result table: the head volume, then Dice, Jaccard, conformity, Adb, Hdb and volumes.
+        """
+        if not segmentationNode or not referenceSegmentationNode:
+            raise ValueError("Select the segmentation to measure and its reference.")
+        tempDir = _newTempDir()
+        try:
+            predictionPath = scene.export_segmentation(slicer.mrmlScene, segmentationNode, os.path.join(tempDir, "prediction.nrrd"))
+            referencePath = scene.export_segmentation(
+                slicer.mrmlScene, referenceSegmentationNode, os.path.join(tempDir, "reference.nrrd")
+            )
+            volumeMl = results.head_volume_ml(predictionPath)
+            onReference, reference = results.write_evaluation_inputs(predictionPath, referencePath, tempDir)
+        except Exception:
+            shutil.rmtree(tempDir, ignore_errors=True)
+            raise
+        command = evaluate_command(python_executable(), onReference, reference)
+
+        def finish(output: list) -> list:
+            rows = results.segmentation_rows(volumeMl, results.parse_agreement("\n".join(output)))
+            self._logRows(rows)
+            return rows
+
+        return self._startCommand("Agreement", command, finish, tempDir)
+
+    def _logRows(self, rows: list) -> None:
         for row in rows:
             self.log(" ".join(row.cells).strip())
-        return rows
 
     def fillTable(self, tableNode, rows: list, name: str):
         """Replace the content of a table node (a new one if None) by result rows; returns the node."""
-        if not tableNode:
-            tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-        tableNode.RemoveAllColumns()
-        for columnIndex, columnName in enumerate(results.TABLE_COLUMNS):
-            column = vtk.vtkStringArray()
-            column.SetName(columnName)
-            for row in rows:
-                column.InsertNextValue(row.cells[columnIndex])
-            tableNode.AddColumn(column)
-        return tableNode
+        return scene.fill_table(slicer.mrmlScene, tableNode, rows, name)
 
     @staticmethod
     def _squarePixelSize(volumeNode) -> float:
@@ -729,7 +774,8 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
 
         The job's result is (PlaneMeasurement, markup node): a closed curve along the fitted
         ellipse (head, abdomen) or a line between the femur endpoints, on the image; or
-        (NoPlaneMeasurement, None) when the command finds no trustworthy measurement.
+        (NoPlaneMeasurement, None) when the command finds no trustworthy measurement (its exit
+        status NO_MEASUREMENT_EXIT_CODE).
 
         Args:
             sliceVolume: vtkMRMLScalarVolumeNode with one slice (k = 0).
@@ -737,15 +783,11 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
         """
         if not sliceVolume:
             raise ValueError("Select the plane image.")
-        pixels = slicer.util.arrayFromVolume(sliceVolume)
-        if pixels.ndim != 3 or pixels.shape[0] != 1:
-            raise ValueError(
-                f"2D biometry needs a single-slice scalar volume; {sliceVolume.GetName()} has voxel array shape {pixels.shape}."
-            )
+        pixels = scene.slice_pixels(sliceVolume)
         pixelSize = pixelSizeMm if pixelSizeMm > 0 else self._squarePixelSize(sliceVolume)
         tempDir = _newTempDir()
         try:
-            imagePath = str(results.write_slice_png(pixels[0], os.path.join(tempDir, "plane.png")))
+            imagePath = str(results.write_slice_png(pixels, os.path.join(tempDir, "plane.png")))
         except Exception:
             shutil.rmtree(tempDir, ignore_errors=True)
             raise
@@ -765,27 +807,10 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
             (PlaneMeasurement, markup node), or (NoPlaneMeasurement, None): nothing is drawn.
         """
         measurement = results.parse_measurement("\n".join(output))
-        if isinstance(measurement, results.NoPlaneMeasurement):
-            self.log(results.measurement_summary(measurement))
-            return measurement, None
-        ijkToRas = vtk.vtkMatrix4x4()
-        sliceVolume.GetIJKToRASMatrix(ijkToRas)
-        pointsRas = results.ijk_to_ras(
-            results.measurement_outline_ijk(measurement, pixelSizeMm), slicer.util.arrayFromVTKMatrix(ijkToRas)
-        )
-        name = f"{sliceVolume.GetName()} {measurement.measure_name}"
-        if measurement.plane == "femur":
-            markup = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", name)
-        else:
-            markup = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsClosedCurveNode", name)
-            markup.SetCurveTypeToLinear()  # the points already follow the ellipse
-        markup.CreateDefaultDisplayNodes()
-        markup.GetDisplayNode().SetPointLabelsVisibility(False)
-        slicer.util.updateMarkupsControlPointsFromArray(markup, pointsRas)
-        markup.SetLocked(True)
-        markup.SetAndObserveTransformNodeID(sliceVolume.GetTransformNodeID())
         self.log(results.measurement_summary(measurement))
-        return measurement, markup
+        if isinstance(measurement, results.NoPlaneMeasurement):
+            return measurement, None
+        return measurement, scene.add_plane_markup(slicer.mrmlScene, measurement, sliceVolume, pixelSizeMm)
 
     def startStudy(
         self, manifestPath, outDir, device: Device = Device.AUTO, resume: bool = False, modelPath=None
@@ -812,26 +837,23 @@ class FetalHeadSegLogic(ScriptedLoadableModuleLogic):
 
     # --- Sample data -----------------------------------------------------------------------------
 
-    def loadPhantom(self, seed: int = 0):
-        """Generate the synthetic head phantom and load it with its reference segmentation.
+    def startPhantom(self, seed: int = 0) -> "Job":
+        """Start ``fetalbiometry synth 3d`` for one synthetic head phantom (out of process, no PyTorch).
 
-        Returns:
-            (volume node, reference segmentation node).
+        The job's result is (volume node, reference segmentation node), loaded from the files the
+        command lists in its manifest.
         """
-        from fetalbiometry.data.synthetic import make_head_volume
-        from fetalbiometry.io import write_image
-
-        phantom = make_head_volume(seed=seed)
         tempDir = _newTempDir()
-        try:
-            imagePath = str(write_image(phantom.image, os.path.join(tempDir, f"{PHANTOM_SAMPLE_NAME}.nrrd")))
-            labelPath = str(write_image(phantom.label, os.path.join(tempDir, f"{PHANTOM_SAMPLE_NAME}-label.nrrd")))
-            volumeNode = slicer.util.loadVolume(imagePath, {"name": PHANTOM_SAMPLE_NAME})
+        command = synth_command(python_executable(), tempDir, seed)
+
+        def finish(output: list):
+            imagePath, labelPath = results.phantom_files(tempDir)
+            volumeNode = slicer.util.loadVolume(str(imagePath), {"name": PHANTOM_SAMPLE_NAME})
             referenceNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{PHANTOM_SAMPLE_NAME} reference")
-            self.importHeadLabel(labelPath, volumeNode, referenceNode)
-        finally:
-            shutil.rmtree(tempDir, ignore_errors=True)
-        return volumeNode, referenceNode
+            self.importHeadLabel(str(labelPath), volumeNode, referenceNode)
+            return volumeNode, referenceNode
+
+        return self._startCommand("Phantom", command, finish, tempDir)
 
 
 #
@@ -859,7 +881,8 @@ class FetalHeadSegTest(ScriptedLoadableModuleTest):
         """Segment the synthetic phantom (from Sample Data) and measure it against its reference."""
         self.delayDisplay("Starting the test")
         logic = FetalHeadSegLogic()
-        self.assertTrue(logic.installDependencies(askConfirmation=False))
+        for action in (Action.SAMPLE_DATA, Action.SEGMENT, Action.EVALUATE):
+            self.assertTrue(logic.installDependencies(action, askConfirmation=False))
 
         import SampleData
 
@@ -871,18 +894,20 @@ class FetalHeadSegTest(ScriptedLoadableModuleTest):
         )
         volumeNode, referenceNode = source.customDownloader(source)
         self.assertEqual(slicer.util.arrayFromVolume(volumeNode).ndim, 3)
+        self.assertLessEqual(max(volumeNode.GetSpacing()), 1.0)  # a scanner's spacing, not the network's
         self.delayDisplay("Loaded the phantom")
 
         segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Phantom fetal head")
         segmentId = logic.runJob(logic.startSegmentation(volumeNode, segmentationNode, Device.CPU))
+        self.assertTrue(any(note.startswith("working spacing:") for note in logic.segmentationNotes))
         segmentation = segmentationNode.GetSegmentation()
         self.assertEqual(segmentation.GetNumberOfSegments(), 1)
         segment = segmentation.GetSegment(segmentId)
         self.assertEqual(segment.GetName(), results.HEAD_SEGMENT_NAME)
-        self.assertTrue(segment.HasTag(segment.GetTerminologyEntryTagName()))
         self.delayDisplay("Segmented the phantom")
 
-        rows = {row.quantity: row for row in logic.measureSegmentation(segmentationNode, referenceNode)}
+        self.assertEqual(segment.GetTerminology(), results.HEAD_TERMINOLOGY)
+        rows = {row.quantity: row for row in logic.runJob(logic.startAgreement(segmentationNode, referenceNode))}
         self.assertGreaterEqual(rows["Head volume"].value, 0.0)
         self.assertGreater(rows["Reference volume"].value, 0.0)
         self.assertTrue(0.0 <= rows["Dice"].value <= 1.0)

@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,10 +20,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+import yaml
 from monai.bundle import ConfigParser, ckpt_export, onnx_export, verify_metadata, verify_net_in_out
 
 import fetalbiometry
 from fetalbiometry.data.synthetic import make_head_volume
+from fetalbiometry.segment3d.phantom_dataset import PhantomDataset
 from fetalbiometry.weights import sha256_of
 from fetalbiometry.segment3d.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import VARIANTS, AutoContextCascade
@@ -36,7 +39,7 @@ OFFICIAL_SCHEMA_URL = (
 )
 
 TINY_NETWORK = {"features": [4, 8, 8, 8], "attention_out_channels": 8, "attention_channels": 4}
-PHANTOM_SHAPE, PHANTOM_SPACING = [32, 32, 32], [5.2, 5.2, 5.2]  # the default 166 mm field of view
+PHANTOM_SPACING_RANGE, TARGET_SPACING = [5.0, 6.0], [6.0, 6.0, 6.0]  # heads of 14-40 weeks on grids of ~32³ voxels
 NETWORK_ARGS = [arg for key, value in TINY_NETWORK.items() for arg in (f"--{key}", json.dumps(value))]
 
 
@@ -46,8 +49,8 @@ def phantom_args(num_train: int = 1, num_val: int = 1) -> list[str]:
         "--epochs_per_level", "1",
         "--phantom#num_train", str(num_train),
         "--phantom#num_val", str(num_val),
-        "--phantom#shape", json.dumps(PHANTOM_SHAPE),
-        "--phantom#spacing", json.dumps(PHANTOM_SPACING),
+        "--phantom#spacing_range", json.dumps(PHANTOM_SPACING_RANGE),
+        "--target_spacing", json.dumps(TARGET_SPACING),
         *NETWORK_ARGS,
     ]  # fmt: skip
 
@@ -92,6 +95,37 @@ def test_metadata_verifies_offline_against_the_local_schema(monkeypatch, tmp_pat
         verify_metadata(meta_file=str(broken_file), filepath=str(SCHEMA))
 
 
+def test_large_files_list_the_shipped_weights_with_the_metadata_checksums() -> None:
+    listed = yaml.safe_load((fetalbiometry.BUNDLE_ROOT / "large_files.yml").read_text(encoding="utf-8"))["large_files"]
+    metadata = json.loads(META.read_text(encoding="utf-8"))
+    assert {entry["path"]: entry["hash_val"] for entry in listed} == metadata["model_sha256"]
+    assert all(entry["hash_type"] == "sha256" and "url" not in entry for entry in listed)  # shipped, never fetched
+
+
+def test_metadata_states_the_working_spacing_and_the_packages_the_configs_import() -> None:
+    metadata = json.loads(META.read_text(encoding="utf-8"))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    assert metadata["network_data_format"]["inputs"]["image"]["pixdim"] == parser["target_spacing"]
+    train = ConfigParser()
+    train.read_config(str(CONFIGS / "train.json"))
+    assert train["target_spacing"] == parser["target_spacing"]  # trained where it runs
+    required = metadata["required_packages_version"]
+    assert {"opencv-python-headless", "scikit-image", "matplotlib", "SimpleITK", "nibabel"} <= set(required)
+
+
+def test_the_bundle_runs_from_a_copy_of_its_folder_alone(tmp_path) -> None:
+    copy = tmp_path / "bundle copy"
+    shutil.copytree(fetalbiometry.BUNDLE_ROOT, copy, ignore=shutil.ignore_patterns("runs", "__pycache__", "models"))
+    command = [sys.executable, "-c", "import fetalbiometry; print(fetalbiometry.BUNDLE_ROOT)"]
+    found = subprocess.run(command, cwd=copy, capture_output=True, encoding="utf-8", check=True).stdout.strip()
+    assert Path(found) == copy  # the copy's own package, not the installed one
+    probe = [sys.executable, "-c", "from monai.bundle import ConfigParser as P; p = P(); "
+             "p.read_config('configs/inference.json'); print(p.get_parsed_content('bundle_root'))"]
+    root = subprocess.run(probe, cwd=copy, capture_output=True, encoding="utf-8", check=True).stdout.strip().splitlines()[-1]
+    assert Path(root) == copy
+
+
 @pytest.mark.parametrize("variant", ["USegNet-DS-HAS-Ctx", "2D-USegNet", "3D-DeconvNet"])
 def test_network_matches_the_metadata_input_and_output(variant) -> None:
     verify_net_in_out(
@@ -131,8 +165,8 @@ def test_the_patch_network_trains_on_several_patches_per_volume() -> None:
             "patches_per_volume": 3,
             "batch_size": 2,
             "phantom#num_train": 2,
-            "phantom#shape": PHANTOM_SHAPE,
-            "phantom#spacing": PHANTOM_SPACING,
+            "phantom#spacing_range": PHANTOM_SPACING_RANGE,
+            "target_spacing": TARGET_SPACING,
         }
     )
     batch = next(iter(parser.get_parsed_content("train#dataloader")))
@@ -200,7 +234,7 @@ def test_training_evaluation_and_inference_commands(tmp_path) -> None:
         (row,) = list(csv.DictReader(handle))
     test_seed = json.loads((CONFIGS / "evaluate.json").read_text(encoding="utf-8"))["test_seed"]
     assert row["case"] == f"phantom-{test_seed}"  # held-out phantoms: seeds far from training and validation
-    truth = make_head_volume(seed=test_seed, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, probe_direction=0).truth
+    truth = PhantomDataset(1, base_seed=test_seed, spacing_range=PHANTOM_SPACING_RANGE).phantom(0).truth
     assert float(row["volume_ref_ml"]) == pytest.approx(truth["volume_ml"], rel=1e-4)  # full resolution, real spacing
     dsc = float(row["dice"])
     assert 0.0 <= dsc <= 1.0 and float(row["jaccard"]) == pytest.approx(dsc / (2.0 - dsc), rel=1e-4, abs=1e-6)

@@ -277,3 +277,29 @@ def test_cosine_learning_rate_decay_restarts_with_each_auto_context_level() -> N
     learning_rates.clear()
     train_auto_context(trainer, cascade, make_optimizer)  # no schedule: constant, and no handler left behind
     assert learning_rates == pytest.approx([1e-3] * (2 * epochs))
+
+
+def test_volume_batch_norm_trains_as_batch_norm_and_infers_with_the_volume_s_statistics() -> None:
+    from fetalbiometry.networks.normalization import VolumeBatchNorm3d
+
+    torch.manual_seed(0)
+    plain, volume = torch.nn.BatchNorm3d(4), VolumeBatchNorm3d(4)
+    x = torch.randn(1, 4, 6, 7, 8) * 3.0 + 1.0
+    assert torch.allclose(plain.train()(x), volume.train()(x), atol=1e-5)
+    assert torch.allclose(plain.running_mean, volume.running_mean) and torch.allclose(plain.running_var, volume.running_var)
+    volume.eval()
+    # in evaluation mode too, an input and its shifted and scaled copy normalise to the same values
+    assert torch.allclose(volume(x), volume(10.0 * x - 4.0), atol=1e-4)
+    assert torch.allclose(volume(x), plain.train()(x), atol=1e-5)
+    assert torch.allclose(torch.jit.script(volume)(x), volume(x), atol=1e-5)  # exports keep working
+
+
+def test_every_variant_normalises_with_the_volume_s_statistics_and_loads_plain_weights() -> None:
+    from fetalbiometry.networks.normalization import VolumeBatchNorm2d, VolumeBatchNorm3d
+
+    for variant in VARIANTS:
+        network = build_network(variant, features=(4, 8, 8, 8), attention_out_channels=8, attention_channels=4)
+        norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(isinstance(m, (VolumeBatchNorm2d, VolumeBatchNorm3d)) for m in norms), variant
+    plain = USegNet(features=(4, 8, 8, 8))
+    build_network("USegNet", features=(4, 8, 8, 8)).load_state_dict(plain.state_dict())  # strict: same keys

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from fetalbiometry.errors import FetalBiometryError, InputError
+from fetalbiometry.errors import InputError
 from fetalbiometry.io import label_like, write_image
 from fetalbiometry.study import main, run_study
 from fetalbiometry.study.distributed import Shard
 from fetalbiometry.study.manifest import read_manifest
 from fetalbiometry.study.statistics import bland_altman, mean_and_sd, pearson_r, spread_summary, subject_spread
 
-SPACING_MM = (2.0, 2.0, 2.0)  # 8 mm^3 voxels: a cube of k voxels a side holds k^3 * 0.008 mL
+SPACING_MM = (10.0, 10.0, 10.0)  # 1 mL voxels: a cube of k voxels a side holds k^3 mL, a plausible head
 GRID = (12, 12, 12)
 
 
@@ -82,7 +82,7 @@ def cohort(tmp_path: Path) -> Path:
         for scan, side in enumerate(subject_sides):
             name = f"{subject}_scan{scan}.nii.gz"
             _cube_volume(data / name, side)
-            rows.append([subject, f"data/{name}", "", round(side**3 * 0.008 + 0.1 * (scan - 1), 6)])
+            rows.append([subject, f"data/{name}", "", round(side**3 + 12.5 * (scan - 1), 6)])
     _cube_label(data / "s1_ref.nii.gz", 4)
     rows[0][2] = "data/s1_ref.nii.gz"
     return _write_manifest(tmp_path / "manifest.csv", ["subject", "image", "reference", "expert_volume_ml"], rows)
@@ -164,7 +164,7 @@ def test_study_outputs_and_hand_computed_volumes(cohort: Path, tmp_path: Path):
     rows = _read_csv(out / "volumes.csv")
     assert [r["status"] for r in rows] == ["ok"] * 6
     volumes = [float(r["volume_ml"]) for r in rows]
-    assert volumes == pytest.approx([0.512, 1.0, 1.728, 0.216, 0.216, 0.512])  # side^3 * 8 mm^3
+    assert volumes == pytest.approx([64.0, 125.0, 216.0, 27.0, 27.0, 64.0])  # side^3 * 1 mL
     assert float(rows[0]["dice"]) == pytest.approx(1.0) and float(rows[0]["hdb_mm"]) == pytest.approx(0.0)
     assert rows[1]["dice"] == ""  # no reference label for that row
     for row in rows:
@@ -172,19 +172,19 @@ def test_study_outputs_and_hand_computed_volumes(cohort: Path, tmp_path: Path):
     assert rows[0]["label"] == "labels/0000_s1_s1_scan0.nii.gz"
 
     subjects = {r["subject"]: r for r in _read_csv(out / "subjects.csv")}
-    # s1: 0.512, 1.0, 1.728 -> mean 1.08, sample SD 0.6119346370324203
-    assert float(subjects["s1"]["mean_volume_ml"]) == pytest.approx(1.08)
-    assert float(subjects["s1"]["sd_volume_ml"]) == pytest.approx(0.6119346370324203)
-    # s2: 0.216, 0.216, 0.512 -> mean 0.3146667, sample SD sqrt((2 * 0.0986667^2 + 0.1973333^2) / 2)
-    assert float(subjects["s2"]["sd_volume_ml"]) == pytest.approx(0.17089567968012923)
+    # s1: 64, 125, 216 -> mean 135, sample SD 76.49
+    assert float(subjects["s1"]["mean_volume_ml"]) == pytest.approx(135.0)
+    assert float(subjects["s1"]["sd_volume_ml"]) == pytest.approx(76.49182962905255)
+    # s2: 27, 27, 64 -> mean 39.333, sample SD sqrt((2 * 12.333^2 + 24.667^2) / 2)
+    assert float(subjects["s2"]["sd_volume_ml"]) == pytest.approx(21.361959960016154)
 
     document = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert document["counts"] == {"volumes": 6, "ok": 6, "failed": 0, "subjects": 2}
-    assert document["reproducibility"]["mean_sd_ml"] == pytest.approx((0.6119346370324203 + 0.17089567968012923) / 2)
-    assert document["reproducibility"]["max_sd_ml"] == pytest.approx(0.6119346370324203)
+    assert document["reproducibility"]["mean_sd_ml"] == pytest.approx((76.49182962905255 + 21.361959960016154) / 2)
+    assert document["reproducibility"]["max_sd_ml"] == pytest.approx(76.49182962905255)
     # expert = ours + 0.1 * (scan - 1): differences ours - expert are 0.1, 0, -0.1 per subject
     assert document["expert_agreement"]["bias_ml"] == pytest.approx(0.0, abs=1e-9)
-    assert document["expert_agreement"]["sd_of_differences_ml"] == pytest.approx(np.sqrt(0.04 / 5))
+    assert document["expert_agreement"]["sd_of_differences_ml"] == pytest.approx(125.0 * np.sqrt(0.04 / 5))
     assert document["reference_metrics"]["dice"] == {"n": 1, "mean": pytest.approx(1.0), "sd": None}
     assert summary.n_ok == 6 and summary.expert_pearson_r > 0.9
 
@@ -210,12 +210,35 @@ def test_corrupt_volume_and_bad_reference_fail_alone(cohort: Path, tmp_path: Pat
     assert "InputError" in rows[6]["error"] and "broken.nii.gz" in rows[6]["error"]
     assert rows[6]["label"] == "" and rows[6]["volume_ml"] == ""
     assert "GeometryMismatchError" in rows[7]["error"] and "spacing" in rows[7]["error"]
-    assert float(rows[7]["volume_ml"]) == pytest.approx(0.216)  # measured before the comparison failed
+    assert float(rows[7]["volume_ml"]) == pytest.approx(27.0)  # measured before the comparison failed
     assert all((out / r["label"]).is_file() for r in rows[:6])
     assert (summary.n_ok, summary.n_failed, summary.n_subjects) == (6, 2, 2)
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "&lt;b&gt;&amp;s3" in report and "<b>&s3" not in report
     assert report.count('class="failed"') == 2
+
+
+class ConstantSegmenter:
+    """Labels a fixed block of ``voxels`` voxels (0: nothing) whatever the image."""
+
+    def __init__(self, voxels: int) -> None:
+        self.voxels = voxels
+
+    def segment(self, image: sitk.Image) -> sitk.Image:
+        array = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
+        array.reshape(-1)[: self.voxels] = 1
+        return label_like(array, image)
+
+
+@pytest.mark.parametrize(("voxels", "reason"), [(0, "empty segmentation"), (2, "implausible head volume 2.0 mL")])
+def test_an_empty_or_implausible_head_is_flagged_not_counted(cohort: Path, tmp_path: Path, voxels, reason):
+    out = tmp_path / "out"
+    summary = run_study(cohort, out, segmenter=ConstantSegmenter(voxels))
+    rows = _read_csv(out / "volumes.csv")
+    assert {r["status"] for r in rows} == {"flagged"}
+    assert all(reason in r["error"] and r["volume_ml"] == "" for r in rows)
+    assert all((out / r["label"]).is_file() for r in rows)  # the label is kept for the user to look at
+    assert summary.n_ok == 0 and summary.reproducibility.mean_sd is None
 
 
 def test_resume_does_not_redo_finished_volumes(cohort: Path, tmp_path: Path):
@@ -293,8 +316,8 @@ def test_torchrun_two_processes_equal_one_process(cohort: Path, model_file: Path
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _read_csv(sharded / "volumes.csv")
     assert len(rows) == 6
-    # seeded random weights may label nothing (EmptyMaskError); any other failure is a bug
-    assert all(row["status"] == "ok" or row["error"].startswith("EmptyMaskError") for row in rows), rows
+    # seeded random weights may label nothing or no plausible head (flagged); any failure is a bug
+    assert all(row["status"] in ("ok", "flagged") for row in rows), rows
     for name in ("volumes.csv", "subjects.csv", "summary.json"):
         assert (sharded / name).read_text(encoding="utf-8") == (single / name).read_text(encoding="utf-8"), name
     assert not list(sharded.glob("volumes.rank*.csv"))  # per-rank checkpoints merged and removed

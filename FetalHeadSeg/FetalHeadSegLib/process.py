@@ -14,7 +14,8 @@ running.
 from __future__ import annotations
 
 import enum
-import importlib.util
+import importlib
+import importlib.metadata
 import os
 import queue
 import re
@@ -28,54 +29,103 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
+    "ACTION_REQUIREMENTS",
     "BUNDLE_FOLDER",
-    "PIP_REQUIREMENTS",
-    "TORCH_REQUIREMENT",
+    "BUNDLE_REQUIREMENTS",
+    "MINIMUM_PYTHON_VERSION",
+    "MINIMUM_SLICER_VERSION",
+    "NO_MEASUREMENT_EXIT_CODE",
+    "SLICER_PROVIDED",
+    "TORCH_DISTRIBUTION",
+    "Action",
     "BackgroundProcess",
     "CommandError",
     "Device",
-    "NO_MEASUREMENT_EXIT_CODE",
     "command_environment",
     "error_message",
+    "evaluate_command",
     "fetalbiometry_command",
     "find_bundle_root",
     "follow",
+    "installed_version",
     "measure_command",
-    "missing_requirements",
+    "pip_requirement",
     "progress_fraction",
     "python_executable",
     "segment_command",
     "study_command",
     "synth_command",
+    "unmet_requirements",
+    "unsupported_slicer_message",
+    "version_satisfies",
 ]
 
 #: Folder of the MONAI bundle, which holds the ``fetalbiometry`` package.
 BUNDLE_FOLDER = "MonaiBundle"
 _CLI_MODULE = "fetalbiometry.cli"
 #: Exit status of ``fetalbiometry measure`` when the plane has no trustworthy measurement; its JSON
-#: says why (``fetalbiometry.planes2d.commands.NO_MEASUREMENT_EXIT_CODE``).
-NO_MEASUREMENT_EXIT_CODE = 2
+#: says why (``fetalbiometry.planes2d.commands.NO_MEASUREMENT_EXIT_CODE``; 2 is argparse's usage error).
+NO_MEASUREMENT_EXIT_CODE = 3
 #: How ``fetalbiometry.cli.main`` starts the one-line message of a user error on stderr.
 _ERROR_PREFIX = "fetalbiometry: error:"
 
-#: Version requirement handed to the PyTorch extension (``installTorch``); as in pyproject.toml.
-TORCH_REQUIREMENT = ">=2.3"
-#: Import name -> pip requirement of what the commands import beyond Slicer's own Python
-#: packages (numpy, SimpleITK) and PyTorch (installed by the PyTorch extension, which picks
-#: the CUDA build that matches the driver). Same bounds as pyproject.toml (a test checks).
-PIP_REQUIREMENTS: dict[str, str] = {
-    "monai": "monai>=1.4,<1.7",
-    "ignite": "pytorch-ignite>=0.4.11",
-    "itk": "itk>=5.4",
-    "nibabel": "nibabel>=5.2",
-    "scipy": "scipy>=1.11",
-    "skimage": "scikit-image>=0.22",
-    "cv2": "opencv-python-headless>=4.9",
-    "matplotlib": "matplotlib>=3.8",
-    "tqdm": "tqdm>=4.66",
-    "yaml": "pyyaml>=6.0",
-    "fire": "fire>=0.6",
-    "jsonschema": "jsonschema>=4.20",
+#: The oldest Slicer the module supports. The ``fetalbiometry`` commands need Python 3.10 or newer
+#: (``requires-python`` of the bundle); Slicer 5.6 and 5.8 embed Python 3.9, Slicer 5.10 Python 3.12.
+#: The module's own files stay Python-3.9-safe so that an older Slicer loads it and says so.
+MINIMUM_SLICER_VERSION = (5, 10)
+#: The oldest Python that runs the ``fetalbiometry`` commands (``requires-python`` in pyproject.toml).
+MINIMUM_PYTHON_VERSION = (3, 10)
+
+#: Distribution name of PyTorch, installed by the PyTorch extension (it picks the CUDA build that
+#: matches the driver), never by pip directly.
+TORCH_DISTRIBUTION = "torch"
+#: Distributions that Slicer itself ships (distribution -> import name): checked, never installed
+#: by the module, since pip replacing them would break Slicer.
+SLICER_PROVIDED: dict[str, str] = {"numpy": "numpy", "SimpleITK": "SimpleITK"}
+#: The bundle's requirements, distribution name -> version specifier: ``dependencies`` of
+#: pyproject.toml, PyTorch included (a test checks that they match).
+BUNDLE_REQUIREMENTS: dict[str, str] = {
+    "torch": ">=2.3",
+    "monai": ">=1.4,<1.7",
+    "pytorch-ignite": ">=0.4.11",
+    "SimpleITK": ">=2.3",
+    "itk": ">=5.4",
+    "nibabel": ">=5.2",
+    "numpy": ">=1.26",
+    "scipy": ">=1.11",
+    "scikit-image": ">=0.22",
+    "opencv-python-headless": ">=4.9",
+    "matplotlib": ">=3.8",
+    "tqdm": ">=4.66",
+    "pyyaml": ">=6.0",
+    "fire": ">=0.6",
+    "jsonschema": ">=4.20",
+}
+
+
+class Action(enum.Enum):
+    """What the user asked the module to do; each runs one ``fetalbiometry`` command (or none)."""
+
+    SAMPLE_DATA = "sample data"  # fetalbiometry synth 3d
+    SEGMENT = "segment"  # fetalbiometry segment
+    HEAD_VOLUME = "head volume"  # no command: voxels counted in Slicer's process
+    EVALUATE = "evaluate"  # fetalbiometry evaluate (agreement with a reference)
+    MEASURE_PLANE = "measure plane"  # fetalbiometry measure
+    STUDY = "study"  # fetalbiometry study
+
+
+_IMAGE_IO = ("numpy", "SimpleITK", "opencv-python-headless", "nibabel")  # fetalbiometry.io
+_NETWORK = (TORCH_DISTRIBUTION, "monai")  # monai imports torch
+#: The distributions each action's command imports (a test follows the imports of the command's
+#: handler, of the package modules it reaches and of the bundle config it parses). ``itk``,
+#: ``fire``, ``jsonschema`` and ``pyyaml`` are in no list: no command the module runs imports them.
+ACTION_REQUIREMENTS: dict[Action, tuple[str, ...]] = {
+    Action.SAMPLE_DATA: ("numpy", "SimpleITK", "opencv-python-headless", "scipy", "scikit-image"),
+    Action.SEGMENT: (*_NETWORK, "pytorch-ignite", *_IMAGE_IO, "scipy", "scikit-image"),
+    Action.HEAD_VOLUME: (),
+    Action.EVALUATE: (*_NETWORK, *_IMAGE_IO),
+    Action.MEASURE_PLANE: (*_NETWORK, *_IMAGE_IO, "scipy", "scikit-image", "tqdm"),
+    Action.STUDY: (*_NETWORK, "pytorch-ignite", *_IMAGE_IO, "scipy", "scikit-image", "matplotlib", "tqdm"),
 }
 
 # A tqdm progress bar, e.g. " 40%|████      | 2/5 [00:01<00:02,  1.2it/s]".
@@ -165,6 +215,16 @@ def measure_command(
     return fetalbiometry_command(python, "measure", image_path, "--pixel-size", repr(float(pixel_size_mm)), "--json")
 
 
+def evaluate_command(
+    python: str | os.PathLike[str], prediction_path: str | os.PathLike[str], reference_path: str | os.PathLike[str]
+) -> list[str]:
+    """``fetalbiometry evaluate PRED REF --json``: DSC, Jaccard, conformity, Adb, Hdb and volumes.
+
+    Both labels must share one grid (the module resamples the prediction onto the reference's).
+    """
+    return fetalbiometry_command(python, "evaluate", prediction_path, reference_path, "--json")
+
+
 def study_command(
     python: str | os.PathLike[str],
     manifest_path: str | os.PathLike[str],
@@ -185,9 +245,14 @@ def study_command(
     return fetalbiometry_command(python, *args)
 
 
+#: Voxel size (mm) of the Sample Data phantom: a scanner's, not the network's (the bundle resamples it).
+SAMPLE_SPACING_MM = 0.8
+
+
 def synth_command(python: str | os.PathLike[str], out_dir: str | os.PathLike[str], seed: int = 0) -> list[str]:
-    """``fetalbiometry synth 3d DIR -n 1 --seed SEED``: one synthetic head phantom with its label."""
-    return fetalbiometry_command(python, "synth", "3d", out_dir, "-n", 1, "--seed", seed)
+    """``fetalbiometry synth 3d DIR -n 1 --seed SEED --spacing 0.8``: one head phantom with its label,
+    at a scanner-like spacing."""
+    return fetalbiometry_command(python, "synth", "3d", out_dir, "-n", 1, "--seed", seed, "--spacing", SAMPLE_SPACING_MM)
 
 
 def command_environment(
@@ -209,15 +274,117 @@ def command_environment(
     return env
 
 
-def missing_requirements(
-    is_importable: Callable[[str], bool] = lambda name: importlib.util.find_spec(name) is not None,
-) -> list[str]:
-    """The pip requirements of :data:`PIP_REQUIREMENTS` whose module cannot be imported.
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution, or ``None`` if absent.
 
-    ``PythonSlicer`` shares Slicer's ``site-packages``, so checking inside Slicer's process
-    tells what the command will find.
+    Read with ``importlib.metadata``; for a package Slicer ships (:data:`SLICER_PROVIDED`),
+    which Slicer may build without package metadata, from its module's ``__version__``.
     """
-    return [requirement for name, requirement in PIP_REQUIREMENTS.items() if not is_importable(name)]
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if distribution not in SLICER_PROVIDED:
+        return None
+    try:
+        module = importlib.import_module(SLICER_PROVIDED[distribution])
+    except ImportError:
+        return None
+    version = getattr(module, "__version__", None)
+    return str(version) if version else None
+
+
+_SPECIFIER_CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|<|>)\s*(\d+(?:\.\d+)*)\s*$")
+_RELEASE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version: "2.13.0+cu128" -> (2, 13, 0); "1.5.0rc1" -> (1, 5, 0)."""
+    match = _RELEASE.match(version)
+    if not match:
+        raise ValueError(f"cannot read the version {version!r}")
+    return tuple(int(part) for part in match.group(1).split("."))
+
+
+def _compare(left: tuple[int, ...], right: tuple[int, ...]) -> int:
+    """-1, 0 or 1 as ``left`` is older than, equal to or newer than ``right`` (missing parts are 0)."""
+    width = max(len(left), len(right))
+    left, right = left + (0,) * (width - len(left)), right + (0,) * (width - len(right))
+    return (left > right) - (left < right)
+
+
+def version_satisfies(version: str, specifier: str) -> bool:
+    """Whether a version meets a specifier such as ``">=1.4,<1.7"`` (comma-separated clauses).
+
+    Clauses use ``>=``, ``<=``, ``==``, ``!=``, ``<`` or ``>`` with a numeric release. A local
+    label (``+cu128``) and a pre-release suffix are ignored: ``2.13.0+cu128`` counts as 2.13.0.
+    This covers the specifiers of :data:`BUNDLE_REQUIREMENTS` without needing ``packaging``,
+    which not every Slicer ships.
+
+    Raises:
+        ValueError: a clause or the version cannot be read.
+    """
+    release = _release(version)
+    checks = {
+        ">=": lambda c: c >= 0, "<=": lambda c: c <= 0, "==": lambda c: c == 0,
+        "!=": lambda c: c != 0, "<": lambda c: c < 0, ">": lambda c: c > 0,
+    }
+    for clause in filter(None, (part.strip() for part in specifier.split(","))):
+        match = _SPECIFIER_CLAUSE.match(clause)
+        if not match:
+            raise ValueError(f"unsupported version specifier {clause!r} in {specifier!r}")
+        operator, bound = match.groups()
+        if not checks[operator](_compare(release, _release(bound))):
+            return False
+    return True
+
+
+def pip_requirement(distribution: str) -> str:
+    """The requirement of a distribution as pip takes it, e.g. ``"monai>=1.4,<1.7"``."""
+    return distribution + BUNDLE_REQUIREMENTS[distribution]
+
+
+def unmet_requirements(
+    action: Action, version_of: Callable[[str], str | None] = installed_version
+) -> list[str]:
+    """The requirements of an action (:data:`ACTION_REQUIREMENTS`) that are absent or out of bounds.
+
+    Versions are read with ``importlib.metadata``, so a package another extension left behind
+    in Slicer's shared Python counts only if its version is within the bundle's bounds.
+    ``PythonSlicer`` shares these packages, so what this finds is what the command will find.
+
+    Args:
+        action: what the user asked for.
+        version_of: installed version of a distribution, or ``None`` (for tests).
+
+    Returns:
+        pip requirements (e.g. ``"monai>=1.4,<1.7"``), in the order of the action's list.
+    """
+    unmet = []
+    for distribution in ACTION_REQUIREMENTS[action]:
+        version = version_of(distribution)
+        if version is None or not version_satisfies(version, BUNDLE_REQUIREMENTS[distribution]):
+            unmet.append(pip_requirement(distribution))
+    return unmet
+
+
+def unsupported_slicer_message(
+    slicer_version: tuple[int, int], python_version: tuple[int, int]
+) -> str | None:
+    """Why this Slicer cannot run the module, in one line; ``None`` when it can.
+
+    Args:
+        slicer_version: (major, minor) of Slicer.
+        python_version: (major, minor) of Slicer's Python.
+    """
+    if tuple(slicer_version) >= MINIMUM_SLICER_VERSION and tuple(python_version) >= MINIMUM_PYTHON_VERSION:
+        return None
+    needed = ".".join(map(str, MINIMUM_SLICER_VERSION))
+    return (
+        f"FetalHeadSeg needs Slicer {needed} or newer (Python {'.'.join(map(str, MINIMUM_PYTHON_VERSION))}+); "
+        f"this is Slicer {'.'.join(map(str, slicer_version))} with Python {'.'.join(map(str, python_version))}. "
+        f"Install Slicer {needed} or newer to use it."
+    )
 
 
 def progress_fraction(line: str) -> float | None:

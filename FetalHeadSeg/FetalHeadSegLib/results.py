@@ -1,28 +1,30 @@
-"""Reading back what the ``fetalbiometry`` commands produce, and the rows of the result tables.
+"""Preparing the inputs of the ``fetalbiometry`` commands, reading back what they produce, and
+the rows of the result tables.
 
-- 3D: the head label's volume, and its agreement with a reference segmentation computed by
-  :mod:`fetalbiometry.metrics` on the reference's grid (the prediction is resampled onto it).
+- 3D: the head label's volume, and the inputs and JSON of ``fetalbiometry evaluate``, which
+  computes the agreement with a reference on the reference's grid (the prediction is resampled
+  onto it here, with SimpleITK).
 - 2D: the JSON of ``fetalbiometry measure`` (plane, HC/AC/FL, fitted ellipse or femur line,
   gestational age, centile) and the ellipse outline in voxel (IJK) and patient (RAS) space.
-- Study: the files that ``fetalbiometry study`` writes.
+- Sample data and study: the files that ``fetalbiometry synth`` and ``fetalbiometry study`` write.
 
-``fetalbiometry`` is imported inside the functions that use it: the Slicer module adds the
-bundle to ``sys.path`` first, and importing this module stays cheap.
+Only numpy and SimpleITK are used (both ship with Slicer): ``fetalbiometry`` runs out of
+Slicer's process, never inside it. The module runs in Slicer's Python, so it stays
+Python-3.9-safe (a test checks), which lets an older Slicer load it and say what it needs.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import List, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
-
-if TYPE_CHECKING:
-    from fetalbiometry.metrics import SegmentationMetrics
 
 __all__ = [
     "HEAD_SEGMENT_COLOR",
@@ -32,21 +34,27 @@ __all__ = [
     "NoPlaneMeasurement",
     "PlaneMeasurement",
     "StudyOutputs",
+    "AgreementMetrics",
     "TableRow",
-    "evaluate_against_reference",
+    "ellipse_outline_mm",
     "head_volume_ml",
     "ijk_to_ras",
     "measurement_outline_ijk",
     "measurement_rows",
     "measurement_summary",
+    "parse_agreement",
     "parse_measurement",
+    "phantom_files",
     "resample_to_reference",
+    "write_evaluation_inputs",
+    "SEGMENTATION_NOTE_PREFIXES",
+    "segmentation_notes",
     "segmentation_rows",
     "study_outputs",
     "write_slice_png",
 ]
 
-PathLike = str | os.PathLike[str]
+PathLike = Union[str, "os.PathLike[str]"]
 
 HEAD_SEGMENT_NAME = "Fetal head"
 #: Slicer terminology entry (context~category~type~type modifier~anatomic context~region~region
@@ -86,11 +94,8 @@ class TableRow:
 
 
 def _read(image: sitk.Image | PathLike) -> sitk.Image:
-    if isinstance(image, sitk.Image):
-        return image
-    from fetalbiometry.io import read_image
-
-    return read_image(image)
+    """An image, or the image in a file that SimpleITK reads (the module writes NRRD)."""
+    return image if isinstance(image, sitk.Image) else sitk.ReadImage(str(image))
 
 
 def _foreground(label: sitk.Image) -> sitk.Image:
@@ -99,10 +104,13 @@ def _foreground(label: sitk.Image) -> sitk.Image:
 
 
 def head_volume_ml(label: sitk.Image | PathLike) -> float:
-    """Volume of the voxels > 0 of a label image, in mL (:func:`fetalbiometry.metrics.label_volume_ml`)."""
-    from fetalbiometry.metrics import label_volume_ml
+    """Volume of the voxels > 0 of a label image, in mL: voxel count × voxel volume (mm³) / 1000.
 
-    return label_volume_ml(_read(label))
+    The same figure as ``fetalbiometry volume`` (a test checks), without starting a command.
+    """
+    mask = _foreground(_read(label))
+    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    return voxels * math.prod(mask.GetSpacing()) / 1000.0
 
 
 def resample_to_reference(label: sitk.Image, reference: sitk.Image) -> sitk.Image:
@@ -116,30 +124,76 @@ def resample_to_reference(label: sitk.Image, reference: sitk.Image) -> sitk.Imag
     )
 
 
-def evaluate_against_reference(
-    prediction: sitk.Image | PathLike, reference: sitk.Image | PathLike
-) -> SegmentationMetrics:
-    """DSC, Jaccard, conformity, Adb, Hdb (mm) and both volumes of a prediction against a reference.
+def write_evaluation_inputs(
+    prediction: sitk.Image | PathLike, reference: sitk.Image | PathLike, out_dir: PathLike
+) -> tuple[Path, Path]:
+    """Write the two labels that ``fetalbiometry evaluate`` compares, both on the reference's grid.
 
-    The criteria of the 3D whole-head paper (Eqs. 6-8) are computed by
-    :func:`fetalbiometry.metrics.evaluate_images` on the reference's grid: the reference keeps
-    its voxels and the prediction is resampled onto them (:func:`resample_to_reference`), so the
-    two images may come from different grids (e.g. a reference drawn on a cropped volume).
-
-    Args:
-        prediction: predicted label (image or file); voxels > 0 are the head.
-        reference: reference label (image or file); voxels > 0 are the head.
+    The reference keeps its voxels and the prediction is resampled onto them
+    (:func:`resample_to_reference`), so the two may come from different grids (e.g. a reference
+    drawn on a cropped volume). Voxels > 0 are the head in both.
 
     Returns:
-        The metrics of the prediction against the reference.
+        (prediction path, reference path), NRRD files in ``out_dir``.
     """
-    from fetalbiometry.metrics import evaluate_images
-
     reference_mask = _foreground(_read(reference))
-    return evaluate_images(resample_to_reference(_read(prediction), reference_mask), reference_mask)
+    prediction_path = Path(out_dir) / "prediction-on-reference.nrrd"
+    reference_path = Path(out_dir) / "reference-mask.nrrd"
+    sitk.WriteImage(resample_to_reference(_read(prediction), reference_mask), str(prediction_path), True)
+    sitk.WriteImage(reference_mask, str(reference_path), True)
+    return prediction_path, reference_path
 
 
-def segmentation_rows(volume_ml: float, metrics: SegmentationMetrics | None = None) -> list[TableRow]:
+@dataclass(frozen=True)
+class AgreementMetrics:
+    """The criteria of the 3D whole-head paper (Eqs. 6-8), as ``fetalbiometry evaluate --json`` prints them."""
+
+    dice: float
+    jaccard: float
+    conformity: float
+    adb_mm: float
+    hdb_mm: float
+    volume_pred_ml: float
+    volume_ref_ml: float
+
+
+def _json_object(output: str, command: str) -> dict:
+    """The first JSON object in a command's output (log lines around it are ignored)."""
+    start = output.find("{")
+    if start < 0:
+        raise ValueError(f"the {command} command printed no JSON result")
+    try:
+        payload, _ = json.JSONDecoder().raw_decode(output[start:])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the {command} command printed invalid JSON: {error}") from None
+    return payload
+
+
+def parse_agreement(output: str) -> AgreementMetrics:
+    """Read the JSON object that ``fetalbiometry evaluate --json`` printed.
+
+    Raises:
+        ValueError: no JSON object, or one without a criterion.
+    """
+    payload = _json_object(output, "evaluate")
+    names = list(AgreementMetrics.__dataclass_fields__)
+    missing = [name for name in names if payload.get(name) is None]
+    if missing:
+        raise ValueError(f"the evaluate result has no {', '.join(missing)}")
+    return AgreementMetrics(**{name: float(payload[name]) for name in names})
+
+
+#: How the lines of ``fetalbiometry segment`` that the panel shows begin: the spacing the network
+#: worked at, each warning about the volume's spacing, and a head volume that is not reported.
+SEGMENTATION_NOTE_PREFIXES = ("working spacing:", "fetalbiometry: warning:", "head volume: not reported:")
+
+
+def segmentation_notes(output: Sequence[str]) -> List[str]:
+    """The lines of ``fetalbiometry segment``'s output that the panel shows under its button."""
+    return [line.strip() for line in output if line.strip().startswith(SEGMENTATION_NOTE_PREFIXES)]
+
+
+def segmentation_rows(volume_ml: float, metrics: AgreementMetrics | None = None) -> list[TableRow]:
     """Rows of the 3D result table: the head volume, then the agreement with a reference if any."""
     rows = [TableRow("Head volume", float(volume_ml), "mL")]
     if metrics is not None:
@@ -195,7 +249,7 @@ class PlaneMeasurement:
 
 @dataclass(frozen=True)
 class NoPlaneMeasurement:
-    """``fetalbiometry measure`` found no trustworthy measurement (exit status 2), and says why.
+    """``fetalbiometry measure`` found no trustworthy measurement (exit status 3), and says why.
 
     Attributes:
         plane: "head", "abdomen" or "femur".
@@ -234,13 +288,7 @@ def parse_measurement(output: str) -> PlaneMeasurement | NoPlaneMeasurement:
     Raises:
         ValueError: no JSON object, or one without the keys its plane needs.
     """
-    start = output.find("{")
-    if start < 0:
-        raise ValueError("the measure command printed no JSON result")
-    try:
-        payload, _ = json.JSONDecoder().raw_decode(output[start:])
-    except json.JSONDecodeError as error:
-        raise ValueError(f"the measure command printed invalid JSON: {error}") from None
+    payload = _json_object(output, "measure")
     plane = payload.get("plane")
     if plane not in _PLANE_MEASURES:
         raise ValueError(f"unknown plane {plane!r} in the measure result; expected one of {sorted(_PLANE_MEASURES)}")
@@ -320,9 +368,23 @@ def measurement_outline_ijk(measurement: PlaneMeasurement, pixel_size_mm: float,
     """
     if measurement.plane == "femur":
         return _xy_mm_to_ijk(np.asarray(measurement.femur_endpoints_mm), pixel_size_mm)
-    from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline
+    return _xy_mm_to_ijk(ellipse_outline_mm(measurement.ellipse_mm, n), pixel_size_mm)
 
-    return _xy_mm_to_ijk(ellipse_outline(Ellipse(*measurement.ellipse_mm), n), pixel_size_mm)
+
+def ellipse_outline_mm(ellipse_mm: tuple[float, float, float, float, float], n: int = 72) -> np.ndarray:
+    """``n`` points of an ellipse (cx, cy, a, b, theta), evenly spaced in its parameter t.
+
+    x = cx + a cos t cos θ − b sin t sin θ, y = cy + a cos t sin θ + b sin t cos θ: the
+    convention of ``fetalbiometry.biometry.ellipse`` (HC18; a test checks they agree).
+
+    Returns:
+        (n, 2) array of (x, y), in the unit of the ellipse (mm).
+    """
+    cx, cy, a, b, theta = (float(value) for value in ellipse_mm)
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    x = cx + a * np.cos(t) * math.cos(theta) - b * np.sin(t) * math.sin(theta)
+    y = cy + a * np.cos(t) * math.sin(theta) + b * np.sin(t) * math.cos(theta)
+    return np.stack([x, y], axis=1)
 
 
 def ijk_to_ras(points_ijk: np.ndarray, ijk_to_ras_matrix: np.ndarray) -> np.ndarray:
@@ -348,8 +410,6 @@ def write_slice_png(pixels: np.ndarray, path: PathLike) -> Path:
     Returns:
         ``path``.
     """
-    from fetalbiometry.io import write_image
-
     array = np.asarray(pixels)
     if array.ndim != 2:
         raise ValueError(f"a single image plane is needed, got an array of shape {array.shape}")
@@ -357,7 +417,33 @@ def write_slice_png(pixels: np.ndarray, path: PathLike) -> Path:
         low, high = float(np.min(array)), float(np.max(array))
         scale = 255.0 / (high - low) if high > low else 0.0
         array = np.round((array.astype(float) - low) * scale).astype(np.uint8)
-    return write_image(sitk.GetImageFromArray(array), path)
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    return Path(path)
+
+
+# --- Sample data --------------------------------------------------------------------------------
+
+
+def phantom_files(out_dir: PathLike) -> tuple[Path, Path]:
+    """The volume and the reference label of the first phantom that ``fetalbiometry synth 3d`` wrote.
+
+    Read from ``manifest.csv`` (columns ``image`` and ``reference``, paths relative to it).
+
+    Raises:
+        FileNotFoundError: no manifest, no row, or a file it names is missing.
+    """
+    manifest = Path(out_dir) / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"fetalbiometry synth wrote no manifest.csv in {out_dir}")
+    with open(manifest, newline="", encoding="utf-8") as stream:
+        row = next(csv.DictReader(stream), None)
+    if row is None or not row.get("image") or not row.get("reference"):
+        raise FileNotFoundError(f"{manifest} lists no phantom with an image and a reference")
+    image, reference = manifest.parent / row["image"], manifest.parent / row["reference"]
+    for path in (image, reference):
+        if not path.is_file():
+            raise FileNotFoundError(f"{manifest} names {path}, which does not exist")
+    return image, reference
 
 
 # --- Reproducibility study ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 import warnings
@@ -23,10 +24,25 @@ from fetalbiometry.errors import FetalBiometryError, InputError
 from fetalbiometry.study.command import add_arguments as add_study_arguments
 
 PROG = "fetalbiometry"
+NO_RESULT_EXIT_CODE = 3
+"""Exit status of a run that produced no trustworthy number: ``measure`` without a measurement,
+``segment`` with an empty or implausible head (the output says why)."""
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
 
 
 def _print_json(payload: dict[str, Any]) -> None:
-    print(json.dumps(payload, indent=2, sort_keys=True))
+    """Print strict JSON: ``null`` where a number is NaN or infinite, never ``Infinity``."""
+    print(json.dumps(_strict(payload), indent=2, sort_keys=True, allow_nan=False))
 
 
 def _print_table(rows: dict[str, Any]) -> None:
@@ -36,11 +52,11 @@ def _print_table(rows: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {text}")
 
 
-def _refuse_overwriting_input(output: Path, *inputs: Path) -> None:
-    """Never write over an input file: outputs go elsewhere."""
-    for source in inputs:
-        if output.exists() and source.exists() and output.resolve() == source.resolve():
-            raise InputError(f"output {output} is the input file; choose another output path")
+def _refuse_overwriting_input(outputs: Path | Sequence[Path], *inputs: Path | None) -> None:
+    """Never write over any part of an input: a file, a MetaImage data file, a series folder, a model."""
+    from fetalbiometry.io import refuse_overwriting
+
+    refuse_overwriting([outputs] if isinstance(outputs, Path) else outputs, [p for p in inputs if p is not None])
 
 
 # --- evaluate / volume -------------------------------------------------------------------
@@ -48,10 +64,12 @@ def _refuse_overwriting_input(output: Path, *inputs: Path) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fetalbiometry.io import read_image
-    from fetalbiometry.metrics import evaluate_images
+    from fetalbiometry.metrics import check_label_image, evaluate_images
 
     pred = read_image(args.pred)
     ref = read_image(args.ref)
+    check_label_image(pred, str(args.pred))
+    check_label_image(ref, str(args.ref))
     result = evaluate_images(pred, ref, names=(str(args.pred), str(args.ref)), hd_percentile=args.percentile)
     (_print_json if args.json else _print_table)(result.as_dict())
     return 0
@@ -59,9 +77,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_volume(args: argparse.Namespace) -> int:
     from fetalbiometry.io import read_image
-    from fetalbiometry.metrics import label_volume_ml
+    from fetalbiometry.metrics import check_label_image, label_volume_ml
 
-    volume = label_volume_ml(read_image(args.label), label_value=args.label_value)
+    label = read_image(args.label)
+    check_label_image(label, str(args.label))
+    volume = label_volume_ml(label, label_value=args.label_value)
     if args.json:
         _print_json({"volume_ml": volume})
     else:
@@ -73,20 +93,61 @@ def cmd_volume(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from fetalbiometry.segment3d.segmenter import Segmenter
-    from fetalbiometry.io import read_image, write_image
-    from fetalbiometry.metrics import label_volume_ml
+    from fetalbiometry.io import check_output_suffix, check_writable, read_image, refuse_replacing_folder, write_image
+    from fetalbiometry.metrics import head_volume_flag, label_volume_ml
+    from fetalbiometry.segment3d.geometry import geometry_warnings
 
-    _refuse_overwriting_input(args.output, args.input)
+    check_output_suffix(args.output)
+    if args.output.name.lower().endswith(".png"):
+        raise InputError(f"output {args.output}: a PNG holds a 2D image, not a 3D label; use .nii.gz, .nrrd or .mha")
+    _refuse_overwriting_input(args.output, args.input, args.model)
+    refuse_replacing_folder(args.output, args.overwrite)
+    check_writable(args.output)
+    if args.model is not None:
+        from fetalbiometry.weights import check_model_file
+
+        check_model_file(args.model)
     image = read_image(args.input)
+    _check_segment_input(image, args.input)
+    for warning in geometry_warnings(image):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    from fetalbiometry.segment3d.segmenter import Segmenter  # PyTorch: only once the input is known good
+
     print(f"loading model ({args.model or 'shipped bundle model'}, device {args.device})", flush=True)
     segmenter = Segmenter.from_bundle(args.model, args.device)
+    working = " x ".join(f"{s:.2f}" for s in segmenter.model.target_spacing)
+    given = " x ".join(f"{s:.2f}" for s in image.GetSpacing())
+    print(f"working spacing: {working} mm (this volume: {given} mm)")
     print(f"segmenting {args.input} on {segmenter.device}", flush=True)
     label = segmenter.segment(image)
     write_image(label, args.output)
     print(f"wrote {args.output}")
-    print(f"head volume: {label_volume_ml(label):.2f} mL")
+    volume = label_volume_ml(label)
+    flag = head_volume_flag(volume)
+    if flag is not None:
+        print(f"head volume: not reported: {flag}")
+        return NO_RESULT_EXIT_CODE
+    print(f"head volume: {volume:.2f} mL")
     return 0
+
+
+#: Fewest voxels along any axis of a volume that ``segment`` accepts: the network downsamples three times.
+MIN_SEGMENT_SIDE = 8
+
+
+def _check_segment_input(image: Any, path: Path) -> None:
+    """Refuse, before the model loads, what is not one grayscale 3D volume of at least 8 voxels a side."""
+    from fetalbiometry.io import check_dimension
+
+    check_dimension(image, (3,), name=str(path))
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected grayscale")
+    size = image.GetSize()
+    if min(size) < MIN_SEGMENT_SIDE:
+        raise InputError(
+            f"{path} is {'x'.join(map(str, size))} voxels; segment needs a 3D volume of at least "
+            f"{MIN_SEGMENT_SIDE} voxels along every axis (a single slice is a 2D plane: use measure)"
+        )
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -102,10 +163,16 @@ def cmd_hc(args: argparse.Namespace) -> int:
     """Exit status 0 when every image was processed (measured, or reported without a
     measurement), 1 when some image could not be read; the CSV is written in both cases."""
     from fetalbiometry.data.hc18 import read_pixel_sizes, write_submission
-    from fetalbiometry.planes2d.commands import measure_hc_folder
+    from fetalbiometry.io import check_writable
+    from fetalbiometry.planes2d.commands import measure_hc_folder, overlay_path
 
-    _refuse_overwriting_input(args.out, args.pixel_size_csv)
     pixel_sizes = read_pixel_sizes(args.pixel_size_csv)
+    frames = [args.images_dir / name for name in pixel_sizes]
+    outputs = [args.out]
+    if args.overlays is not None:
+        outputs += [overlay_path(args.overlays, name) for name in pixel_sizes]
+    _refuse_overwriting_input(outputs, args.pixel_size_csv, args.model, *frames)
+    check_writable(args.out)
     from fetalbiometry.planes2d.predictor import load_plane_predictor  # PyTorch: only once the input is known good
 
     predictor = load_plane_predictor(args.model, args.network_config, args.device, plane="head")
@@ -119,12 +186,15 @@ def cmd_hc(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    """Exit status 0 with a measurement, 2 without one (the output says why), 1 on bad input."""
+    """Exit status 0 with a measurement, 3 without one (the output says why), 1 on bad input."""
     from fetalbiometry.planes2d import commands as plane_commands
 
     if args.overlay is not None:
+        from fetalbiometry.io import check_writable
+
         plane_commands.check_overlay_path(args.overlay)
-        _refuse_overwriting_input(args.overlay, args.image)
+        _refuse_overwriting_input(args.overlay, args.image, args.model)
+        check_writable(args.overlay)
     image = plane_commands.read_plane_image(args.image, args.pixel_size)
     plane_commands.check_ga_weeks(args.ga)
     from fetalbiometry.planes2d.predictor import load_plane_predictor  # PyTorch: only once the input is known good
@@ -148,7 +218,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from fetalbiometry.data.synthetic import write_phantoms
 
-    records = write_phantoms(args.outdir, dim=int(args.dim[0]), n=args.n, seed=args.seed, rescans=args.rescans)
+    records = write_phantoms(
+        args.outdir, dim=int(args.dim[0]), n=args.n, seed=args.seed, rescans=args.rescans, spacing_mm=args.spacing
+    )
     print(f"wrote {len(records)} phantom(s) to {args.outdir}")
     return 0
 
@@ -158,7 +230,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_ga(args: argparse.Namespace) -> int:
     from fetalbiometry.biometry.growth import gestational_age_report
+    from fetalbiometry.biometry.planes import check_plausible_measurement
 
+    for measure in ("hc", "ac", "fl", "bpd"):
+        value = getattr(args, measure)
+        if value is not None:
+            check_plausible_measurement(measure, value)
     report = gestational_age_report(args.hc, args.ac, args.fl, args.bpd, args.ga_weeks)
     (_print_json if args.json else _print_table)(report)
     return 0
@@ -172,7 +249,9 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 EXIT_STATUS = """exit status:
   0  done
   1  bad input (one line on stderr: 'fetalbiometry: error: ...'), or a file of a batch failed
-  2  measure: no trustworthy measurement (the output says why); also a usage error"""
+  2  usage error (argparse: a mistyped command or option)
+  3  no trustworthy number: measure without a measurement, segment with an empty or
+     implausible head (the output says why)"""
 
 EXAMPLES = """examples:
   fetalbiometry segment volume.nii.gz head.nii.gz
@@ -207,6 +286,9 @@ def add_segment_parser(commands: Commands) -> None:
     )
     parser.add_argument("input", type=Path, help="3D ultrasound volume (NIfTI, NRRD, MetaImage or DICOM folder)")
     parser.add_argument("output", type=Path, help="label file to write, on exactly the input's grid")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output folder (DICOM series) that holds files"
+    )
     _add_model_arguments(parser)
     parser.set_defaults(handler=cmd_segment)
 
@@ -246,8 +328,9 @@ def add_measure_parser(commands: Commands) -> None:
         help="HC, AC or FL of one 2D standard plane, with gestational age and centile",
         description="Measure one standard plane: HC (with BPD, OFD), AC or FL, the fitted ellipse or femur "
         "end points (mm, HC18 convention), Hadlock and INTERGROWTH-21st gestational age and, with --ga, the "
-        "INTERGROWTH-21st centile. Exit status: 0 with a measurement; 2 when there is no trustworthy "
-        "measurement ('no measurement: REASON', or JSON {plane, no_measurement}); 1 on bad input.",
+        "INTERGROWTH-21st centile. Exit status: 0 with a measurement; 3 when there is no trustworthy "
+        "measurement ('no measurement: REASON', or JSON {plane, no_measurement}); 1 on bad input; 2 on a "
+        "usage error.",
     )
     parser.add_argument(
         "image", type=Path, help="PNG/JPEG frame, or a 2D (single-slice) NRRD, NIfTI, MetaImage or DICOM image"
@@ -317,6 +400,9 @@ def add_synth_parser(commands: Commands) -> None:
     parser.add_argument("-n", type=int, default=4, help="number of subjects (3d) or planes (2d)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rescans", type=int, default=1, help="3d: scans per subject from different probe directions")
+    parser.add_argument(
+        "--spacing", type=float, default=None, help="3d: voxel size in mm, e.g. 0.8 as scanners export (default 2.6)"
+    )
     parser.set_defaults(handler=cmd_synth)
 
 

@@ -28,12 +28,13 @@ from fetalbiometry.biometry import growth
 from fetalbiometry.biometry.growth import gestational_age_report
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES, measure_plane
 from fetalbiometry.data.hc18 import read_frame, read_records
-from fetalbiometry.data.synthetic import make_head_volume, make_plane
+from fetalbiometry.data.synthetic import make_head_volume, make_plane, scanner_grid
 from fetalbiometry.errors import FetalBiometryError
 from fetalbiometry.io import array_spacing, read_image, write_image
 from fetalbiometry.metrics import evaluate_images
 
 DEMO_SEED = 2026
+DEMO_SPACING_MM = 0.8  # as scanners export: the network resamples it to its own spacing
 HC18_SAMPLES = BUNDLE_ROOT / "sample_data" / "hc18"
 
 
@@ -41,7 +42,7 @@ def segment_phantom_volume(out_dir: Path) -> None:
     """Segment a phantom volume with the shipped model and compare it with the truth."""
     from fetalbiometry.segment3d.segmenter import Segmenter  # torch and MONAI: imported when needed
 
-    phantom = make_head_volume(seed=DEMO_SEED)
+    phantom = make_head_volume(seed=DEMO_SEED, **scanner_grid(DEMO_SPACING_MM))
     image_path, truth_path = out_dir / "phantom_image.nii.gz", out_dir / "phantom_truth.nii.gz"
     write_image(phantom.image, image_path)
     write_image(phantom.label, truth_path)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import uuid
+import zlib
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,6 +155,11 @@ def read_image(path: PathLike, pixel_size: float | Sequence[float] | None = None
     fmt, image_io = _DICOM if path.is_dir() else _format_of(path)
     if pixel_size is not None and fmt != "PNG":
         raise InputError(f"{path}: pixel_size applies to PNG only; {fmt} stores its own spacing")
+    check_readable(path)
+    if fmt == "NIfTI":
+        check_nifti_data_complete(path)
+    elif fmt in ("MetaImage", "NRRD"):
+        check_itk_data_complete(path, fmt)
     try:
         image = _read_dicom_series(path) if fmt == "DICOM" else sitk.ReadImage(str(path), imageIO=image_io)
     except RuntimeError as error:
@@ -223,9 +229,12 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     On any exception, KeyboardInterrupt included, the temporary folder is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    staging.mkdir()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as error:  # read-only folder, a file in the way, a full disk: say so in one line
+        raise InputError(f"cannot write {path}: {(error.strerror or str(error)).lower()}") from None
     try:
         temporary = staging / path.name
         yield temporary
@@ -272,6 +281,13 @@ def _write_file(image: sitk.Image, path: Path, fmt: str, image_io: str) -> None:
 def _itk_reason(error: RuntimeError) -> str:
     """The message of an ITK exception on one line, without the source location and object address."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    truncated = [line for line in lines if "not read completely" in line or "fread got only" in line]
+    received = re.search(r"expected (\d+) bytes but received (\d+)", " ".join(lines))
+    if received:
+        return f"truncated voxel data (expected {received[1]} bytes, received {received[2]})"
+    if truncated:  # ITK's MetaImage reader reports the errno of an earlier call ("No such file...")
+        detail = " ".join(" ".join(lines[lines.index(truncated[0]) :]).split()[:12])
+        return f"truncated voxel data ({re.sub(r'^.*?: ', '', detail)})"
     reason = " ".join(lines[1:] or lines)
     return re.sub(r"^.*?ERROR: \w+\(0x[0-9a-fA-F]+\):\s*", "", reason)
 
@@ -314,13 +330,28 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     series = reader.GetGDCMSeriesIDs(str(folder))
     if len(series) != 1:
         raise InputError(f"{folder} holds {len(series)} DICOM series; expected exactly one")
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    _refuse_files_outside_series(folder, names)
+    reader.SetFileNames(names)
     image = reader.Execute()
     direction = np.reshape(image.GetDirection(), (3, 3))
     planar = np.allclose(direction[2], (0, 0, 1), atol=1e-9) and np.allclose(direction[:2, 2], 0, atol=1e-9)
     if image.GetSize()[2] == 1 and planar and abs(image.GetOrigin()[2]) < 1e-9:
         image = image[:, :, 0]  # a 2D image written by write_image
     return image
+
+
+def _refuse_files_outside_series(folder: Path, names: Sequence[str]) -> None:
+    """Refuse a series folder holding a file that GDCM left out of the series (a truncated or
+    corrupt slice is skipped without a word, and the volume would lose a slice)."""
+    members = {Path(name).resolve() for name in names}
+    for path in sorted(folder.iterdir()):
+        hidden_or_index = path.name.startswith(".") or path.name.upper() == "DICOMDIR"
+        if path.is_file() and not hidden_or_index and path.resolve() not in members:
+            raise InputError(
+                f"{folder}: {path.name} is not a readable slice of its DICOM series (truncated or corrupt?); "
+                f"the series would be read with {len(members)} slices"
+            )
 
 
 def _decimal_string(value: float) -> str:
@@ -365,3 +396,267 @@ def _write_dicom_series(image: sitk.Image, folder: Path) -> None:
                 slice_k.SetMetaData(tag, value)
             writer.SetFileName(str(temporary / f"slice_{k:04d}.dcm"))
             writer.Execute(slice_k)
+
+
+# --- reads that cannot lie: complete voxel data, sane headers (issue 26) ---------------------
+
+MAX_VOXELS = 1 << 30
+"""Largest number of voxel values (voxels x components) an image may claim: 1024³, far beyond a
+fetal ultrasound volume. A header claiming more is refused before any memory is allocated."""
+
+#: Most a zlib/gzip stream can shrink data (deflate's limit is about 1032:1): compressed voxel
+#: data shorter than expected / this cannot be complete.
+_MAX_DEFLATE_RATIO = 1100
+_HEADER_PROBE_BYTES = 1 << 16
+
+
+def _data_bytes_claimed(path: Path, fmt: str) -> tuple[tuple[int, ...], int]:
+    """(size, bytes of voxel data) that the header of an ITK-read file announces, read without the data."""
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO(_format_of(path)[1])
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise InputError(f"cannot read {path} as {fmt}: {_itk_reason(error)}") from None
+    size = tuple(int(n) for n in reader.GetSize())
+    components = int(reader.GetNumberOfComponents())
+    _refuse_absurd_size(path, size, components)
+    item = sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).itemsize
+    return size, int(np.prod(size, dtype=np.int64)) * item  # a vector pixel type's itemsize covers one value
+
+
+def _refuse_absurd_size(path: Path, size: Sequence[int], components: int = 1) -> None:
+    """InputError when a header claims no voxels or more than :data:`MAX_VOXELS` values."""
+    values = int(np.prod([int(n) for n in size], dtype=np.int64)) * max(1, components)
+    shape = "x".join(str(int(n)) for n in size)
+    if values == 0:
+        raise InputError(f"{path}: its header claims an empty image ({shape})")
+    if values > MAX_VOXELS:
+        raise InputError(
+            f"{path}: its header claims {shape} voxels ({values:,} values), more than the {MAX_VOXELS:,} "
+            "accepted; refusing it before allocating memory"
+        )
+
+
+def _header_fields(path: Path, fmt: str) -> dict[str, str]:
+    """The ``key = value`` (MetaImage) or ``key: value`` (NRRD) fields of a header, lower-case keys."""
+    with open(path, "rb") as stream:
+        text = stream.read(_HEADER_PROBE_BYTES).decode("latin-1")
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if fmt == "NRRD" and not line.strip():
+            break  # a blank line ends a NRRD header
+        key, separator, value = line.partition("=" if fmt == "MetaImage" else ":")
+        if separator and not key.startswith("#"):
+            fields.setdefault(key.strip().lower(), value.strip().lstrip("="))
+        if fmt == "MetaImage" and key.strip().lower() == "elementdatafile":
+            break  # the last header line of a MetaImage
+    return fields
+
+
+def image_files(path: PathLike) -> list[Path]:
+    """Every file an image consists of: the file itself, a detached data file (``.mhd``, NRRD
+    ``data file``), or the files of a DICOM series folder (the folder first).
+
+    Used to check completeness and to never write over any part of an input.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return [path, *sorted(p for p in path.rglob("*") if p.is_file())]
+    files = [path]
+    name = path.name.lower()
+    fmt = "MetaImage" if name.endswith((".mha", ".mhd")) else "NRRD" if name.endswith(".nrrd") else None
+    if fmt is not None and path.is_file():
+        try:
+            fields = _header_fields(path, fmt)
+        except OSError:
+            return files
+        detached = fields.get("elementdatafile" if fmt == "MetaImage" else "data file") or fields.get("datafile")
+        if detached and detached.upper() not in ("LOCAL", "LIST") and " " not in detached and "%" not in detached:
+            files.append(path.parent / detached)
+    return files
+
+
+def _compressed(fields: dict[str, str], fmt: str) -> str | None:
+    """'deflate', 'other' (bzip2) or None (raw) for a MetaImage or NRRD header."""
+    if fmt == "MetaImage":
+        return "deflate" if fields.get("compresseddata", "false").lower() == "true" else None
+    encoding = fields.get("encoding", "raw").lower()
+    if encoding in ("raw", "ascii", "text", "txt"):
+        return None
+    return "deflate" if encoding in ("gzip", "gz") else "other"
+
+
+def check_itk_data_complete(path: Path, fmt: str) -> None:
+    """Refuse a MetaImage or NRRD file whose header announces more voxel data than it can hold.
+
+    The header's size and type give the bytes of voxel data; raw data must be at least that
+    long, and deflate-compressed data at least 1/1100 of it. Reads the header only, so an absurd
+    header is refused before ITK allocates its image.
+    """
+    size, expected = _data_bytes_claimed(path, fmt)
+    fields = _header_fields(path, fmt)
+    files = image_files(path)
+    missing = [f for f in files[1:] if not f.is_file()]
+    if missing:
+        raise InputError(f"{path}: its data file {missing[0]} is missing")
+    compression = _compressed(fields, fmt)
+    if fields.get("encoding", "raw").lower() in ("ascii", "text", "txt") or compression == "other":
+        return  # text data or bzip2: no bound from the file size; ITK's own read checks them
+    available = sum(f.stat().st_size for f in files) if len(files) == 1 else sum(f.stat().st_size for f in files[1:])
+    bound = available * (_MAX_DEFLATE_RATIO if compression else 1)
+    if bound < expected:
+        _refuse_truncated(path, size, expected, available)
+    compressed_size = fields.get("compresseddatasize", "")
+    if fmt == "MetaImage" and compression and compressed_size.isdigit():
+        # ITK would print its complaint on stderr and then report "Reason: Success": check first
+        held = available - _metaimage_header_length(path) if len(files) == 1 else available
+        if held < int(compressed_size):
+            raise InputError(
+                f"{path} is truncated: its header announces {int(compressed_size):,} bytes of compressed "
+                f"voxel data but the file holds {max(0, held):,}"
+            )
+
+
+def _metaimage_header_length(path: Path) -> int:
+    """Bytes of a ``.mha`` header: up to the end of its ``ElementDataFile`` line."""
+    with open(path, "rb") as stream:
+        head = stream.read(_HEADER_PROBE_BYTES)
+    match = re.search(rb"ElementDataFile\s*=\s*LOCAL[^\n]*\n", head, flags=re.IGNORECASE)
+    return match.end() if match else 0
+
+
+def _refuse_truncated(path: Path, size: Sequence[int], expected: int, available: int) -> None:
+    shape = "x".join(str(int(n)) for n in size)
+    raise InputError(
+        f"{path} is truncated: its header announces {shape} voxels ({expected:,} bytes of data) but the "
+        f"file holds {available:,} bytes"
+    )
+
+
+def check_nifti_data_complete(path: Path) -> None:
+    """Refuse a NIfTI file whose voxel data is shorter than its header says, for any data type.
+
+    ITK reads a truncated ``.nii`` or ``.nii.gz`` of integer type without a word (the missing
+    voxels become 0). nibabel reads the header; the data is counted through nibabel's opener,
+    streaming a ``.nii.gz`` without holding it, so an absurd header allocates nothing.
+    """
+    import nibabel  # only for NIfTI
+    from nibabel.openers import ImageOpener
+
+    try:
+        header = nibabel.load(str(path)).header
+    except Exception as error:  # nibabel raises several types for a file that is not NIfTI
+        raise InputError(f"cannot read {path} as NIfTI: {_first_line(error)}") from None
+    shape = header.get_data_shape()
+    _refuse_absurd_size(path, shape)
+    expected = int(np.prod(shape, dtype=np.int64)) * header.get_data_dtype().itemsize
+    offset = int(header.get_data_offset())
+    try:
+        with ImageOpener(str(path), "rb") as stream:
+            total = 0
+            while chunk := stream.read(1 << 22):
+                total += len(chunk)
+                if total >= offset + expected:
+                    break
+    except (EOFError, OSError, zlib.error) as error:
+        raise InputError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
+    if total < offset + expected:
+        _refuse_truncated(path, shape, expected, max(0, total - offset))
+
+
+def _first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def check_readable(path: Path) -> None:
+    """Refuse, with the true reason, an input that exists but cannot be opened (permission denied)."""
+    for part in image_files(path) if path.exists() else [path]:
+        if part.is_dir():
+            if not os.access(part, os.R_OK | os.X_OK):
+                raise InputError(f"cannot read {part}: permission denied")
+            continue
+        try:
+            with open(part, "rb"):
+                pass
+        except FileNotFoundError:
+            raise InputError(f"cannot read {path}: its file {part} is missing") from None
+        except OSError as error:
+            raise InputError(f"cannot read {part}: {(error.strerror or str(error)).lower()}") from None
+
+
+# --- outputs never over inputs; honest early write checks -----------------------------------
+
+
+def output_files(path: PathLike) -> list[Path]:
+    """Every path writing ``path`` may create or replace: the file, its ``.mhd`` data file, or
+    the folder of a DICOM series (a path without suffix)."""
+    path = Path(path)
+    files = [path]
+    if path.name.lower().endswith(".mhd"):
+        files += [path.with_suffix(".raw"), path.with_suffix(".zraw")]
+    return files
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def refuse_overwriting(outputs: Collection[PathLike], inputs: Collection[PathLike]) -> None:
+    """Refuse outputs that would write over, or replace a folder holding, any part of an input.
+
+    Args:
+        outputs: files (or DICOM folders) a command writes; their companions count too.
+        inputs: every input: images (with their data files and series folders), CSVs, models.
+
+    Raises:
+        InputError: naming the output and the input it would destroy.
+    """
+    parts = {part.resolve(): Path(source) for source in inputs for part in image_files(source)}
+    for output in outputs:
+        for target in output_files(output):
+            resolved = target.resolve()
+            for part, source in parts.items():
+                if resolved == part:
+                    what = "is the input" if part == source.resolve() else f"is {part.name}, part of the input"
+                elif resolved.is_dir() and _inside(part, resolved):
+                    what = "is a folder holding the input"  # writing a series there replaces the folder
+                else:
+                    continue
+                raise InputError(f"output {target} {what} {source}; choose another output path")
+
+
+def refuse_replacing_folder(path: PathLike, overwrite: bool) -> None:
+    """Refuse to replace an existing, non-empty folder (an output DICOM series) unless ``overwrite``."""
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise InputError(f"output {path} is an existing folder holding files; give --overwrite to replace it")
+    if path.exists() and not path.is_dir() and not path.suffix:
+        raise InputError(f"output {path} is an existing file; a path without suffix is a DICOM series folder")
+
+
+def check_writable(path: PathLike) -> None:
+    """Refuse, before any work, an output whose folder cannot be created or written."""
+    path = Path(path)
+    folder = path.parent if path.parent != Path("") else Path(".")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):  # outputs are renamed into place: the folder decides
+        raise InputError(f"cannot write {path}: permission denied in {existing}")
+
+
+def check_output_suffix(path: PathLike) -> None:
+    """Refuse an output image path of an unsupported type, before any work (none: a DICOM folder)."""
+    path = Path(path)
+    if path.suffix and not path.is_dir():
+        _format_of(path)

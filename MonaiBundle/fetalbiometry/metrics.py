@@ -41,6 +41,7 @@ __all__ = [
     "SegmentationMetrics",
     "SegmentationMetricsAccumulator",
     "average_boundary_distance",
+    "check_label_image",
     "circumference_difference",
     "compute_segmentation_metrics",
     "conformity",
@@ -48,6 +49,7 @@ __all__ = [
     "dice",
     "evaluate_images",
     "hausdorff_boundary_distance",
+    "head_volume_flag",
     "jaccard",
     "label_mask",
     "label_volume_ml",
@@ -344,6 +346,29 @@ def compute_segmentation_metrics(
     )
 
 
+def check_label_image(label: sitk.Image, name: str = "label") -> None:
+    """Refuse an image that is not a label: a float image holding values other than 0 and 1.
+
+    Integer images are labels whatever their values (multi-label files keep the "everything > 0"
+    rule of :func:`label_mask`); a float image is accepted only when it is exactly binary, so a
+    probability map or an intensity volume is never measured as if it were a segmentation.
+
+    Raises:
+        InputError: naming the image and its value range.
+    """
+    if label.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{name} is not a label: it has {label.GetNumberOfComponentsPerPixel()} components per voxel")
+    array = sitk.GetArrayViewFromImage(label)
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        return
+    if not np.isin(array, (0.0, 1.0)).all():
+        low, high = float(np.min(array)), float(np.max(array))
+        raise InputError(
+            f"{name} is not a label: {label.GetPixelIDTypeAsString()} values from {low:g} to {high:g}; "
+            "expected integers or exactly 0 and 1 (threshold a probability map first)"
+        )
+
+
 def label_mask(label: sitk.Image, label_value: int | None = None) -> np.ndarray:
     """The structure of a label image as a bool array in (z, y, x) order.
 
@@ -439,3 +464,28 @@ class SegmentationMetricsAccumulator:
             f.name: {"mean": float(mean), "sd": float(s)}
             for f, mean, s in zip(fields(SegmentationMetrics), table.mean(axis=0), sd)
         }
+
+
+PLAUSIBLE_HEAD_VOLUME_ML = (5.0, 1000.0)
+"""Whole-fetal-head volumes (mL) of the gestational range, with margins: about 13 mL at 14 weeks,
+about 750 mL for the largest heads at 40 weeks (the growth charts' HC of the phantoms' anatomy)."""
+
+
+def head_volume_flag(volume_ml: float) -> str | None:
+    """Why a segmented whole-fetal-head volume must not be reported as a number; None when it may.
+
+    The rule that ``fetalbiometry segment``, the study and the Slicer panel share: an empty
+    segmentation found no head, and a volume outside :data:`PLAUSIBLE_HEAD_VOLUME_ML` is no head of
+    the gestational range (often a wrong spacing, or something else segmented).
+    """
+    low, high = PLAUSIBLE_HEAD_VOLUME_ML
+    if not np.isfinite(volume_ml):
+        return f"head volume is not a finite number ({volume_ml})"
+    if volume_ml <= 0.0:
+        return "empty segmentation: no head found"
+    if not low <= volume_ml <= high:
+        return (
+            f"implausible head volume {volume_ml:.1f} mL, outside the {low:g}-{high:g} mL of a fetal head "
+            "from 14 to 40 weeks: check the volume's spacing"
+        )
+    return None

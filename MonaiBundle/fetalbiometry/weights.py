@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +17,15 @@ import torch.nn as nn
 
 from fetalbiometry.errors import InputError
 
-__all__ = ["expected_checksum", "fit_weights", "load_weights", "read_weights", "resolve_device", "sha256_of"]
+__all__ = [
+    "check_model_file",
+    "expected_checksum",
+    "fit_weights",
+    "load_weights",
+    "read_weights",
+    "resolve_device",
+    "sha256_of",
+]
 
 
 def sha256_of(path: Path) -> str:
@@ -45,16 +54,30 @@ def expected_checksum(bundle_root: Path, relative_path: str) -> str | None:
     return metadata.get("model_sha256", {}).get(relative_path) or None
 
 
-def read_weights(path: Path, checksum: str | None) -> dict[str, torch.Tensor]:
-    """The state dict saved at ``path``, after checking the file and, if known, its checksum (``weights_only``)."""
+def check_model_file(path: Path) -> None:
+    """Refuse, before any network is built, a model file that is missing, empty or unreadable."""
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"model file {path} is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read model file {path}: permission denied")
+
+
+def read_weights(path: Path, checksum: str | None) -> dict[str, torch.Tensor]:
+    """The state dict saved at ``path``, after checking the file and, if known, its checksum (``weights_only``)."""
+    check_model_file(path)
     if checksum is not None and sha256_of(path) != checksum:
         raise InputError(f"model file {path} does not match its SHA-256 in metadata.json; it is corrupt or replaced")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise InputError(f"cannot read model file {path}: {str(error).splitlines()[0]}") from error
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(error).__name__
+        if isinstance(error, EOFError):
+            reason = "the file ends early (truncated?)"
+        raise InputError(f"cannot read model file {path}: {reason}") from error
 
 
 def fit_weights(network: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:

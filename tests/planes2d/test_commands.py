@@ -179,7 +179,7 @@ def test_measure_femur_with_plane_override(tmp_path, capsys, use_network):
     assert green[y - 1 : y + 2, x - 1 : x + 2].any()
 
 
-def test_measure_without_a_measurement_exits_2(tmp_path, capsys, blank_mtln):
+def test_measure_without_a_measurement_exits_3(tmp_path, capsys, blank_mtln):
     _, image = _phantom_png("head", 0, tmp_path)
     overlay = tmp_path / "overlay.png"
     code, report = _run_json(
@@ -187,7 +187,7 @@ def test_measure_without_a_measurement_exits_2(tmp_path, capsys, blank_mtln):
         + ["--overlay", str(overlay)],
         capsys,
     )
-    assert code == NO_MEASUREMENT_EXIT_CODE == 2
+    assert code == NO_MEASUREMENT_EXIT_CODE == 3
     assert set(report) == {"plane", "no_measurement"} and report["plane"] == "head"
     assert "empty mask" in report["no_measurement"]
     assert not overlay.exists()
@@ -195,9 +195,22 @@ def test_measure_without_a_measurement_exits_2(tmp_path, capsys, blank_mtln):
     assert isinstance(parsed, results.NoPlaneMeasurement)
     assert results.measurement_summary(parsed) == f"no measurement: {report['no_measurement']}"
 
-    assert main(["measure", str(image), "--pixel-size", "0.2", "--model", str(blank_mtln), "--device", "cpu"]) == 2
+    assert main(["measure", str(image), "--pixel-size", "0.2", "--model", str(blank_mtln), "--device", "cpu"]) == 3
     captured = capsys.readouterr()
     assert captured.out.strip() == f"no measurement: {report['no_measurement']}" and captured.err == ""
+
+
+def test_no_measurement_status_is_neither_bad_input_nor_a_usage_error(tmp_path, capsys):
+    """A mistyped option is argparse's status 2 and never reads as 'no measurement'."""
+    from fetalbiometry.cli import EXIT_STATUS, main
+
+    with pytest.raises(SystemExit) as usage:
+        main(["measure", str(tmp_path / "frame.png"), "--pixel-size", "0.2", "--no-such-option"])
+    assert usage.value.code == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+    assert NO_MEASUREMENT_EXIT_CODE not in (0, 1, usage.value.code)
+    status_line = next(line for line in EXIT_STATUS.splitlines() if line.startswith(f"  {NO_MEASUREMENT_EXIT_CODE}  "))
+    assert "measure" in status_line and "usage" not in status_line
 
 
 def test_single_slice_volume_is_a_plane_and_spacing_is_its_pixel_size(tmp_path):

@@ -21,8 +21,8 @@ TINY = {
     "features": [4, 8, 8, 8],
     "attention_out_channels": 8,
     "attention_channels": 4,
-    "phantom#shape": [32, 32, 32],
-    "phantom#spacing": [5.2, 5.2, 5.2],
+    "phantom#spacing_range": [5.0, 6.0],
+    "target_spacing": [6.0, 6.0, 6.0],
 }
 
 

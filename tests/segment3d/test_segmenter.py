@@ -24,14 +24,6 @@ from fetalbiometry.weights import load_weights, sha256_of
 OBLIQUE = (0.8, -0.6, 0.0, 0.6, 0.8, 0.0, 0.0, 0.0, 1.0)
 
 
-@pytest.fixture(scope="module")
-def random_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    torch.save(load_bundle_model().network.state_dict(), path)
-    return path
-
-
 def _volume(path: Path, shape=(24, 28, 32), spacing=(1.5, 1.2, 2.0)) -> Path:
     rng = np.random.default_rng(0)
     image = sitk.GetImageFromArray(rng.uniform(0, 255, shape).astype(np.float32))
@@ -148,8 +140,9 @@ def test_only_the_largest_head_region_is_kept(random_model, monkeypatch, keep_la
     segmenter = Segmenter.from_bundle(random_model, device="cpu")
     segmenter.model = replace(segmenter.model, keep_largest_component=keep_largest_component)
     monkeypatch.setattr(segmenter, "_class_scores", _two_blob_scores)
-    # 32³ voxels, downscaled by the bundle's 0.75: the network input is 24³
+    # 32³ voxels at the bundle's target spacing: the network input is the same 32³ grid
     image = sitk.GetImageFromArray(np.random.default_rng(0).uniform(0, 255, (32, 32, 32)).astype(np.float32))
+    image.SetSpacing(segmenter.model.target_spacing)
     label = sitk.GetArrayFromImage(segmenter.segment(image))
     assert ndimage.label(label)[1] == components
     assert label.sum() > 0
@@ -159,3 +152,35 @@ def test_a_flag_given_as_text_is_refused():
     assert require_bool("keep_largest_component", False) is False
     with pytest.raises(InputError, match="keep_largest_component must be True or False; got 'false'"):
         require_bool("keep_largest_component", "false")  # what `--keep_largest_component false` passes
+
+
+@pytest.mark.parametrize(("voxels", "reason"), [(0, "empty segmentation"), (10, "implausible head volume 0.3 mL")])
+def test_segment_reports_no_number_for_an_empty_or_implausible_head(
+    random_model, monkeypatch, tmp_path, capsys, voxels, reason
+):
+    from fetalbiometry.cli import NO_RESULT_EXIT_CODE, main
+    from fetalbiometry.io import label_like
+
+    def few_voxels(self, image: sitk.Image) -> sitk.Image:
+        array = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+        array.reshape(-1)[:voxels] = 1
+        return label_like(array, image)
+
+    monkeypatch.setattr(Segmenter, "segment", few_voxels)
+    volume = _volume(tmp_path / "volume.nii.gz", shape=(40, 40, 40), spacing=(3.0, 3.0, 3.0))
+    code = main(["segment", str(volume), str(tmp_path / "label.nii.gz"), "--model", str(random_model), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert code == NO_RESULT_EXIT_CODE == 3
+    assert f"head volume: not reported: {reason}" in printed
+    assert "working spacing: 3.00 x 3.00 x 3.00 mm (this volume: 3.00 x 3.00 x 3.00 mm)" in printed
+    assert (tmp_path / "label.nii.gz").is_file()  # the label is kept for the user to look at
+
+
+def test_segment_warns_about_a_spacing_that_looks_missing(random_model, tmp_path, capsys):
+    from fetalbiometry.cli import main
+
+    volume = _volume(tmp_path / "volume.nii.gz", shape=(30, 30, 30), spacing=(1.0, 1.0, 1.0))
+    main(["segment", str(volume), str(tmp_path / "label.nii.gz"), "--model", str(random_model), "--device", "cpu"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fetalbiometry: warning:")]
+    assert len(warnings) == 4  # exactly 1 mm (no spacing stored?), and a 30 mm field of view on each axis
+    assert "exactly 1 mm" in warnings[0] and all("field of view" in line for line in warnings[1:])

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from scipy import ndimage
 
 from fetalbiometry.segment3d.phantom_dataset import PhantomDataset
-from fetalbiometry.data.synthetic import make_head_volume
 from fetalbiometry.segment3d.transforms import (
     SIZE_DIVISOR,
+    AntiAliasd,
     RandShadowErasingd,
     SegmentorInput,
     image_to_tensor,
@@ -67,28 +67,70 @@ def test_normalize_intensity_maps_minimum_and_upper_percentile_to_unit_range() -
     assert scaled[500] == pytest.approx((volume[500] - 10.0) / (upper - 10.0), rel=1e-5)
 
 
-def test_segmentor_input_downscales_pads_and_restores_the_grid() -> None:
-    image = image_to_tensor(oblique_image(shape=(20, 33, 41)))  # (1, 41, 33, 20)
-    network_input = SegmentorInput(0.4)
+def test_segmentor_input_resamples_to_the_target_spacing_and_restores_the_grid() -> None:
+    image = image_to_tensor(oblique_image(shape=(20, 33, 41)))  # (1, 41, 33, 20), oblique, anisotropic
+    network_input = SegmentorInput(1.5)
     x = network_input(image)
-    downscaled = [math.floor(0.4 * size) for size in (41, 33, 20)]  # 16, 13, 8
-    assert list(x.shape[1:]) == [math.ceil(s / SIZE_DIVISOR) * SIZE_DIVISOR for s in downscaled]
+    affine = np.asarray(x.affine)
+    assert np.allclose(affine[:3, :3], np.diag([1.5, 1.5, 1.5]))  # axis-aligned RAS at 1.5 mm: canonical
+    assert all(size % SIZE_DIVISOR == 0 for size in x.shape[1:])
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     scores = torch.zeros(2, *x.shape[1:])
     scores[1] = 1.0  # foreground everywhere
     restored = network_input.restore(scores, x)
     assert restored.shape == (2, 41, 33, 20)
-    assert torch.allclose(restored[1], torch.ones(41, 33, 20))
+    # within half a network voxel of the volume's edge the scores blend with the empty outside
+    assert torch.allclose(restored[1, 2:-2, 2:-2, 2:-2], torch.ones(37, 29, 16))
+    assert float(restored[1].min()) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("spacing", "direction"),
+    [((1.0, 1.0, 1.0), None), ((0.6, 0.6, 0.6), None), ((0.8, 0.8, 1.4), None), ((1.0, 0.9, 1.1), ROTATED)],
+)
+def test_an_ellipsoid_survives_the_round_trip_at_any_spacing_and_direction(spacing, direction) -> None:
+    """Resampled to 3 mm and back, a 100 × 80 × 70 mm ellipsoid keeps its volume and place within 1 %."""
+    size = [int(round(140 / s)) for s in spacing]
+    reference = sitk.Image(size, sitk.sitkFloat32)
+    reference.SetSpacing(spacing)
+    if direction is not None:
+        reference.SetDirection(direction)
+    points = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), -1).reshape(-1, 3)
+    matrix = np.reshape(reference.GetDirection(), (3, 3)) * np.asarray(spacing)
+    centre = matrix @ ((np.asarray(size) - 1) / 2.0)
+    offset = (points @ matrix.T - centre) / np.array([50.0, 40.0, 35.0])
+    inside = (offset**2).sum(axis=1) <= 1.0  # (x, y, z) index order
+    volume = sitk.GetImageFromArray(np.transpose(inside.reshape(size)).astype(np.float32) * 200.0)
+    volume.CopyInformation(reference)
+    network_input = SegmentorInput(3.0)
+    x = network_input(image_to_tensor(volume))
+    restored = network_input.restore(x, x)[0] > 0.5  # the normalised image itself as the "probability"
+    truth = inside.reshape(size)
+    assert restored.shape == truth.shape
+    overlap = np.logical_and(restored.numpy(), truth).sum()
+    assert 2.0 * overlap / (restored.sum().item() + truth.sum()) > 0.98
+    assert restored.sum().item() / truth.sum() == pytest.approx(1.0, abs=0.01)
 
 
 def test_spatial_transforms_resample_labels_with_nearest_neighbour() -> None:
-    label = torch.zeros(1, 20, 20, 20)
+    label = MetaTensor(torch.zeros(1, 20, 20, 20))  # 1 mm voxels
     label[0, 5:15, 5:15, 5:15] = 1.0
-    data = {"image": torch.rand(1, 20, 20, 20), "label": label}
-    out = Compose(spatial_transforms(0.5, "image", "label"))(data)
-    assert out["label"].shape == (1, 16, 16, 16)  # 10 padded to 16
+    data = {"image": MetaTensor(torch.rand(1, 20, 20, 20)), "label": label}
+    out = Compose(spatial_transforms(2.0, "image", "label"))(data)
+    assert out["label"].shape == (1, 16, 16, 16)  # 10 voxels at 2 mm, padded to 16
     assert set(torch.unique(out["label"]).tolist()) == {0.0, 1.0}
     assert int(out["label"].sum()) == 5**3
+
+
+def test_anti_aliasing_blurs_only_axes_finer_than_the_target() -> None:
+    image = image_to_tensor(oblique_image())  # 0.5, 0.75, 1.25 mm
+    blur = AntiAliasd("image", target_spacing=(1.25, 1.25, 1.25))
+    assert np.allclose(blur.sigma_voxels(image), [0.75, 1.0 / 3.0, 0.0])
+    noise = MetaTensor(torch.rand(1, 30, 30, 30), affine=torch.diag(torch.tensor([0.5, 0.5, 0.5, 1.0])))
+    smoothed = blur({"image": noise})["image"]
+    assert smoothed.std() < 0.6 * noise.std() and torch.equal(smoothed.affine, noise.affine)
+    coarse = MetaTensor(torch.rand(1, 8, 8, 8), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    assert torch.equal(blur({"image": coarse})["image"], coarse)
 
 
 def test_shadow_erasing_zeroes_a_box_on_the_head_boundary_and_keeps_the_label() -> None:
@@ -113,16 +155,23 @@ def test_shadow_erasing_zeroes_a_box_on_the_head_boundary_and_keeps_the_label() 
     assert torch.equal(never["image"], image)
 
 
-def test_phantom_dataset_items_are_the_generator_phantoms_with_disjoint_seed_ranges() -> None:
-    shape, spacing = (16, 16, 16), (10.0, 10.0, 10.0)
-    train = PhantomDataset(3, base_seed=5, shape=shape, spacing=spacing)
-    validation = PhantomDataset(2, base_seed=5 + len(train), shape=shape, spacing=spacing)
+def test_phantom_dataset_items_are_scanner_like_grids_with_disjoint_seed_ranges() -> None:
+    train = PhantomDataset(3, base_seed=5, spacing_range=(8.0, 10.0), max_anisotropy=1.5)
+    validation = PhantomDataset(2, base_seed=5 + len(train), spacing_range=(8.0, 10.0), max_anisotropy=1.5)
     assert set(train.seeds).isdisjoint(validation.seeds)
     item = validation[1]
     assert item["seed"] == 9 and item["image"].meta["filename_or_obj"] == "phantom-9"
-    expected = make_head_volume(seed=9, shape=shape, spacing=spacing, probe_direction=1)
-    assert torch.equal(item["image"], image_to_tensor(expected.image))
-    assert torch.equal(item["label"], image_to_tensor(expected.label))
-    assert np.allclose(affine_to_spacing(item["label"].affine, r=3), spacing)
+    phantom = validation.phantom(1)  # deterministic: the same scan every time
+    assert torch.equal(item["image"], image_to_tensor(phantom.image))
+    assert torch.equal(item["label"], image_to_tensor(phantom.label))
+    for dataset in (train, validation):
+        for index in range(len(dataset)):
+            scan = dataset.phantom(index)
+            spacing = np.asarray(scan.image.GetSpacing())
+            assert 8.0 <= spacing.min() <= 10.0 and spacing.max() <= 1.5 * spacing.min() + 1e-9
+            assert scan.label.GetDirection() == scan.image.GetDirection()
+            label = sitk.GetArrayFromImage(scan.label)
+            assert label.sum() > 0
+            assert not any(np.take(label, edge, axis=a).any() for a in range(3) for edge in (0, -1))  # head inside
     with pytest.raises(IndexError):
         validation[2]

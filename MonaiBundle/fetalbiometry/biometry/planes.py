@@ -36,9 +36,11 @@ __all__ = [
     "PLANE_MEASURES",
     "PlaneMeasurement",
     "PlausibilityLimits",
+    "check_plausible_measurement",
     "ellipse_bounding_box",
     "ellipse_overhang",
     "measure_plane",
+    "plausible_range_mm",
 ]
 
 PLANE_CLASSES = ("head", "abdomen", "femur")
@@ -59,6 +61,8 @@ class PlausibilityLimits:
             50 mm because HC18's smallest reference HC is 44.3 mm (Zhang et al., regression-cnn-hc);
             450 mm is above any term AC.
         femur_length_mm: accepted (min, max) FL in mm (about 12 weeks to beyond term).
+        bpd_mm: accepted (min, max) BPD in mm: the circumference range through BPD ~ HC / 3.6
+            (cephalic index 0.78), which holds INTERGROWTH-21st's 14-40 weeks +/- 4 SD (23-111 mm).
         border_tolerance_px: how far (pixels) a fitted ellipse may run out of the image before the
             structure counts as cut by the border; a femur may not touch the border at all.
     """
@@ -66,6 +70,7 @@ class PlausibilityLimits:
     min_axis_ratio: float = 0.5
     circumference_mm: tuple[float, float] = (40.0, 450.0)
     femur_length_mm: tuple[float, float] = (5.0, 90.0)
+    bpd_mm: tuple[float, float] = (10.0, 125.0)
     border_tolerance_px: float = 3.0
 
 
@@ -134,6 +139,33 @@ def _plane_name(plane_class: str | int) -> str:
     if plane_class in PLANE_CLASSES:
         return str(plane_class)
     raise InputError(f"plane class must be one of {PLANE_CLASSES} or its index, got {plane_class!r}")
+
+
+def plausible_range_mm(measure: str, limits: PlausibilityLimits = PlausibilityLimits()) -> tuple[float, float]:
+    """The (min, max) in mm that ``measure`` ("hc", "ac", "fl" or "bpd") is accepted within."""
+    ranges = {"hc": limits.circumference_mm, "ac": limits.circumference_mm, "fl": limits.femur_length_mm}
+    ranges["bpd"] = limits.bpd_mm
+    if measure not in ranges:
+        raise InputError(f"unknown measure {measure!r}; expected one of {', '.join(ranges)}")
+    return ranges[measure]
+
+
+def check_plausible_measurement(measure: str, value_mm: float) -> None:
+    """Refuse a measurement given by hand outside the range that ``measure`` accepts from a plane.
+
+    ``fetalbiometry ga`` takes HC, AC, FL and BPD from the user; the same limits as
+    :func:`measure_plane` keep the growth equations inside the span where they mean something
+    (no 3e20 weeks, no EFW of 0 g).
+
+    Raises:
+        InputError: one line naming the measure, its value and the accepted range.
+    """
+    low, high = plausible_range_mm(measure)
+    if not (math.isfinite(value_mm) and low <= value_mm <= high):
+        raise InputError(
+            f"{measure.upper()} {value_mm:g} mm is outside the plausible range {low:g}-{high:g} mm "
+            "(the range measure accepts)"
+        )
 
 
 def _check_range(measure: str, value: float, limits: tuple[float, float]) -> None:

@@ -138,24 +138,31 @@ def _read_csv_rows(csv_path: Path) -> list[_CSVRow]:
     """The checked rows of an HC18 CSV (training or test layout), in file order."""
     if not csv_path.is_file():
         raise InputError(f"HC18 CSV not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    try:  # utf-8-sig: Excel starts its UTF-8 CSVs with a byte order mark
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"cannot read {csv_path}: {getattr(error, 'strerror', None) or error}") from None
     header = [column.strip() for column in rows[0]] if rows else []
-    if header not in (["filename", _PIXEL_SIZE_COLUMN], ["filename", _PIXEL_SIZE_COLUMN, _HC_COLUMN]):
-        raise InputError(f"{csv_path}: unexpected header {header}")
+    if header[:2] != ["filename", _PIXEL_SIZE_COLUMN]:
+        raise InputError(
+            f"{csv_path}: unexpected header {header}; expected 'filename,{_PIXEL_SIZE_COLUMN}' first"
+        )
+    hc_column = header.index(_HC_COLUMN) if _HC_COLUMN in header else None  # other columns are ignored
+    needed = 2 if hc_column is None else hc_column + 1
     checked = []
     for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise InputError(f"{csv_path}:{line}: expected {len(header)} columns, got {len(row)}")
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines, and Excel's rows of empty cells
+        if len(row) < needed:
+            raise InputError(f"{csv_path}:{line}: expected at least {needed} columns, got {len(row)}")
         where = f"{csv_path}:{line}"
         checked.append(
             _CSVRow(
                 where=where,
                 filename=row[0].strip(),
                 pixel_size_mm=_positive_float(row[1], "pixel size", where),
-                hc_mm=_positive_float(row[2], "head circumference", where) if len(row) == 3 else None,
+                hc_mm=_positive_float(row[hc_column], "head circumference", where) if hc_column is not None else None,
             )
         )
     return checked

@@ -74,6 +74,7 @@ __all__ = [
     "make_head_volume",
     "make_plane",
     "make_rescans",
+    "scanner_grid",
     "write_phantoms",
 ]
 
@@ -293,6 +294,19 @@ def make_head_volume(
     return HeadPhantom(image, label_like(label, image), truth)
 
 
+def scanner_grid(spacing_mm: float) -> dict[str, tuple]:
+    """``shape`` and ``spacing`` of an isotropic grid of ``spacing_mm`` over the default field of view.
+
+    The default grid (64³ voxels of 2.6 mm, 166 mm) holds a 40-week head; scanners export the same
+    field of view at 0.3-1.2 mm, e.g. 208³ voxels at 0.8 mm.
+    """
+    if not (math.isfinite(spacing_mm) and 0.2 <= spacing_mm <= 5.0):
+        raise InputError(f"spacing must be 0.2-5 mm, got {spacing_mm}")
+    field_of_view = np.asarray(DEFAULT_VOLUME_SHAPE) * np.asarray(DEFAULT_VOLUME_SPACING[::-1])
+    shape = tuple(int(np.ceil(extent / spacing_mm)) for extent in field_of_view)
+    return {"shape": shape, "spacing": (float(spacing_mm),) * 3}
+
+
 def make_rescans(subject_seed: int, n: int = 3, **kwargs) -> list[HeadPhantom]:
     """``n`` scans of one fetus from different probe directions (the 3D paper's reproducibility set).
 
@@ -503,6 +517,7 @@ def write_phantoms(
     seed: int = 0,
     rescans: int = 1,
     kinds: Sequence[PlaneKind] = PLANE_KINDS,
+    spacing_mm: float | None = None,
 ) -> list[PhantomRecord]:
     """Write a synthetic cohort: images, labels, ground truth and a MONAI datalist.
 
@@ -522,6 +537,8 @@ def write_phantoms(
         seed: cohort seed; phantom i gets an independent seed derived from (seed, i).
         rescans: 3D: scans per subject from different probe directions (:func:`make_rescans`).
         kinds: 2D: plane kinds, cycled.
+        spacing_mm: 3D: isotropic voxel size of a scanner-like grid over the default field of view
+            (:func:`scanner_grid`); None keeps the default 2.6 mm grid.
 
     Returns:
         One :class:`PhantomRecord` per image written.
@@ -535,12 +552,15 @@ def write_phantoms(
         raise InputError("rescans apply to 3D phantoms only")
     if dim == 2 and not kinds:
         raise InputError("give at least one plane kind")
+    if dim == 2 and spacing_mm is not None:
+        raise InputError("--spacing applies to 3D phantoms only")
+    grid = {} if spacing_mm is None else scanner_grid(spacing_mm)
     records = []
     for index in range(n):
         child = _child_seed(seed, index)
         if dim == 3:
             subject = f"sub-{index:03d}"
-            scans = make_rescans(child, rescans)
+            scans = make_rescans(child, rescans, **grid)
             phantoms = [(f"{subject}_scan-{k}", scan.image, scan.label, scan.truth) for k, scan in enumerate(scans)]
         else:
             kind = kinds[index % len(kinds)]

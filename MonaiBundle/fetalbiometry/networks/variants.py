@@ -19,6 +19,7 @@ from typing import Any
 import torch.nn as nn
 
 from fetalbiometry.networks.autocontext import AutoContextCascade
+from fetalbiometry.networks.normalization import use_volume_statistics
 from fetalbiometry.networks.slicewise import SliceWise2D
 from fetalbiometry.networks.usegnet import USegNet
 
@@ -93,7 +94,8 @@ def build_network(variant: str, **overrides: Any) -> nn.Module:
 
     Returns:
         a :class:`USegNet`, a :class:`SliceWise2D` around a 2D one, or an
-        :class:`AutoContextCascade` of identical USegNets.
+        :class:`AutoContextCascade` of identical USegNets, whose batch normalisation uses the
+        statistics of the volume at hand in evaluation mode too (:func:`use_volume_statistics`).
 
     Raises:
         ValueError: unknown variant name.
@@ -103,7 +105,9 @@ def build_network(variant: str, **overrides: Any) -> nn.Module:
     spec = VARIANTS[variant]
     kwargs = {**spec.network, **overrides}
     if spec.context_levels > 1:
-        return AutoContextCascade([USegNet(**kwargs) for _ in range(spec.context_levels)])
-    if spec.slice_wise:
-        return SliceWise2D(USegNet(**kwargs))
-    return USegNet(**kwargs)
+        network: nn.Module = AutoContextCascade([USegNet(**kwargs) for _ in range(spec.context_levels)])
+    elif spec.slice_wise:
+        network = SliceWise2D(USegNet(**kwargs))
+    else:
+        network = USegNet(**kwargs)
+    return use_volume_statistics(network)

@@ -36,7 +36,7 @@ from fetalbiometry.biometry.growth import INTERGROWTH_GA_RANGE_WEEKS, ga_hadlock
 from fetalbiometry.biometry.planes import PlaneMeasurement, measure_plane
 from fetalbiometry.biometry.rectangle import Rectangle
 from fetalbiometry.errors import FetalBiometryError, InputError, NoMeasurementError
-from fetalbiometry.io import array_spacing, atomic_output, read_image
+from fetalbiometry.io import array_spacing, atomic_output, check_readable, read_image
 
 if TYPE_CHECKING:
     from fetalbiometry.planes2d.predictor import PlanePredictor
@@ -58,11 +58,16 @@ __all__ = [
     "write_overlay",
 ]
 
-NO_MEASUREMENT_EXIT_CODE = 2
-"""Exit status of ``fetalbiometry measure`` when the frame has no trustworthy measurement."""
+NO_MEASUREMENT_EXIT_CODE = 3
+"""Exit status of ``fetalbiometry measure`` when the frame has no trustworthy measurement (not 2,
+which is argparse's usage error, nor 1, bad input)."""
 
 CV2_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-"""Frames read with OpenCV as 8-bit grayscale; they store no pixel size."""
+"""Frames read with OpenCV as grayscale (16-bit ones by their bit depth, see :func:`_from_bit_depth`);
+they store no pixel size."""
+
+MIN_FRAME_SIDE = 4
+"""Fewest pixels along either side of a frame that can hold a measurable structure."""
 
 _OVERLAY_COLOR_BGR = (0, 255, 0)
 _RECTANGLE_COLOR_BGR = (0, 200, 255)
@@ -113,6 +118,25 @@ def _eight_bit(array: np.ndarray) -> np.ndarray:
     return np.round((array.astype(np.float64) - low) * scale).astype(np.uint8)
 
 
+def _from_bit_depth(array: np.ndarray) -> np.ndarray:
+    """A 16-bit frame as 8-bit by the bit depth its values use (at least 8 bits): 12-bit data
+    (0-4095) stored in a 16-bit PNG gives the same frame as the 8-bit original."""
+    if array.dtype != np.uint16:
+        return _eight_bit(array)
+    bits = max(8, int(array.max()).bit_length()) if array.size else 8
+    return np.round(array.astype(np.float64) * (255.0 / ((1 << bits) - 1))).astype(np.uint8)
+
+
+def _check_frame_size(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """``pixels`` unless a side is shorter than :data:`MIN_FRAME_SIDE` (InputError)."""
+    if pixels.ndim != 2 or min(pixels.shape) < MIN_FRAME_SIDE:
+        raise InputError(
+            f"{path} is {'x'.join(map(str, pixels.shape[::-1]))} pixels; a frame needs at least "
+            f"{MIN_FRAME_SIDE} pixels a side"
+        )
+    return pixels
+
+
 def _read_with_itk(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """A 2D image, or a 3D one with a single slice, as a 2D array and its (row, column) spacing."""
     image = read_image(path)
@@ -155,11 +179,13 @@ def read_plane_image(path: str | Path, pixel_size: float | None = None) -> Plane
     if not path.exists():
         raise InputError(f"image not found: {path}")
     if path.suffix.lower() in CV2_IMAGE_SUFFIXES:
-        pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        check_readable(path)  # "permission denied", not "cannot read as an image"
+        pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
         if pixels is None:
             raise InputError(f"cannot read {path} as an image")
         if pixel_size is None:
             raise InputError(f"{path}: {path.suffix} files store no pixel size; give it in mm (--pixel-size)")
+        pixels = _check_frame_size(_from_bit_depth(pixels), path)
         return PlaneImage(pixels, _check_pixel_size(pixel_size, path))
     array, spacing = _read_with_itk(path)
     if pixel_size is None:
@@ -169,7 +195,7 @@ def read_plane_image(path: str | Path, pixel_size: float | None = None) -> Plane
                 "give the pixel size (--pixel-size)"
             )
         pixel_size = spacing[0]
-    return PlaneImage(_eight_bit(array), _check_pixel_size(pixel_size, path))
+    return PlaneImage(_check_frame_size(_eight_bit(array), path), _check_pixel_size(pixel_size, path))
 
 
 def check_ga_weeks(ga_weeks: float | None) -> None:
@@ -411,6 +437,9 @@ def measure_hc_folder(
             result = measure_frame(predictor, frame.pixels, frame.pixel_size_mm)
         except FetalBiometryError as error:
             batch.errors[name] = str(error)
+            continue
+        except Exception as error:  # one bad frame never stops the batch: record it and go on
+            batch.errors[name] = " ".join(f"{type(error).__name__}: {error}".split())
             continue
         if result.measurement is None:
             batch.no_measurement[name] = str(result.no_measurement)

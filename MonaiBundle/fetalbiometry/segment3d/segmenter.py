@@ -1,21 +1,20 @@
 """Segment the whole fetal head in a 3D ultrasound volume with the bundle's network.
 
 :class:`Segmenter` is what ``fetalbiometry segment``, the study runner and the Slicer module
-call. The network and its input scale come from the bundle's ``configs/inference.json`` (one
-source of truth with ``python -m monai.bundle run``); the shipped weights are checked against
+call. The network and the spacing it works at come from the bundle's ``configs/inference.json``
+(one source of truth with ``python -m monai.bundle run``); the shipped weights are checked against
 the SHA-256 in ``configs/metadata.json`` and loaded with ``weights_only=True``.
 
-The volume is processed in voxel space with the bundle's own preprocessing
-(:class:`~fetalbiometry.segment3d.transforms.SegmentorInput`), so the network sees what it was trained
-on and the label lands on exactly the input's grid: intensities are normalised, the volume is
-downscaled by the bundle's ``downscale_factor`` (Sec. 3.1 of the 3D paper uses 0.4) and padded
-to a multiple of 8 for the three poolings; the cascade's class probabilities are then cropped
-and resampled back to full resolution before the arg-max (the paper resamples its result to
-full resolution for evaluation). With ``keep_largest_component`` (the default) only the largest
-connected region of the label is kept: the whole fetal head is one connected object, so every
-other region is a false positive. This step is ours, not the paper's; ``docs/segmentation.md``
-gives the figures with and without it.
-"""
+The volume goes through the bundle's own preprocessing
+(:class:`~fetalbiometry.segment3d.transforms.SegmentorInput`), so the network sees what it was
+trained on whatever the scanner exported: it is reoriented to RAS and resampled to the bundle's
+``target_spacing`` in mm on an axis-aligned grid, its intensities are normalised and it is padded
+for the poolings. The head's probability is then resampled back onto exactly the input's grid
+(spacing, origin and direction, oblique included) before it is thresholded, which for two classes
+is the arg-max (the paper resamples its result to full resolution for evaluation). With
+``keep_largest_component`` (the default) only the largest connected region of the label is kept:
+the whole fetal head is one connected object, so every other region is a false positive. This step
+is ours, not the paper's."""
 
 from __future__ import annotations
 
@@ -33,12 +32,14 @@ from monai.transforms import KeepLargestConnectedComponent
 from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.errors import InputError, require_bool
 from fetalbiometry.io import check_dimension
-from fetalbiometry.segment3d.transforms import SegmentorInput, image_to_tensor, tensor_to_label
+from fetalbiometry.segment3d.transforms import SegmentorInput, check_target_spacing, image_to_tensor, tensor_to_label
 from fetalbiometry.weights import expected_checksum, load_weights, resolve_device
 
 logger = logging.getLogger(__name__)
 
 SHIPPED_MODEL = "models/model.pt"
+HEAD_CLASS = 1
+"""Class index of the whole fetal head in the network's output (0 is the background)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class BundleModel:
     """What the bundle's inference config says about the network that ``model.pt`` belongs to."""
 
     network: nn.Module
-    downscale_factor: float
+    target_spacing: tuple[float, float, float]
     inferer: Inferer
     keep_largest_component: bool
 
@@ -58,7 +59,7 @@ def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
     parser["bundle_root"] = str(bundle_root)
     return BundleModel(
         network=parser.get_parsed_content("network_def"),
-        downscale_factor=float(parser.get_parsed_content("downscale_factor")),
+        target_spacing=check_target_spacing(parser.get_parsed_content("target_spacing")),
         inferer=parser.get_parsed_content("inferer"),
         keep_largest_component=require_bool(
             "keep_largest_component", parser.get_parsed_content("keep_largest_component")
@@ -101,7 +102,7 @@ class Segmenter:
         check_dimension(image, (3,))
         if image.GetNumberOfComponentsPerPixel() != 1:
             raise InputError("the volume must have one component per voxel (grayscale)")
-        pipeline = SegmentorInput(self.model.downscale_factor)  # one object: MONAI inverts its own ops
+        pipeline = SegmentorInput(self.model.target_spacing)  # one object: MONAI inverts its own ops
         network_input = pipeline(image_to_tensor(image))
         try:
             scores = self._class_scores(network_input)
@@ -111,8 +112,9 @@ class Segmenter:
             self.device = torch.device("cpu")
             self.network.to(self.device)
             scores = self._class_scores(network_input)
-        probabilities = pipeline.restore(scores, network_input)
-        label = torch.argmax(probabilities, dim=0)
+        # only the head's probability goes back to the input grid: with two classes, p > 0.5 is the arg-max
+        head_probability = pipeline.restore(scores[HEAD_CLASS : HEAD_CLASS + 1], network_input)[0]
+        label = (head_probability > 0.5).to(torch.uint8)
         if self.model.keep_largest_component:
             label = KeepLargestConnectedComponent(applied_labels=[1])(label[None])[0]
         return tensor_to_label(label, image)

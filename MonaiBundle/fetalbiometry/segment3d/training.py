@@ -11,6 +11,7 @@ and the level-by-level auto-context training readable there.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import torch.nn as nn
@@ -71,6 +72,7 @@ def train_auto_context(
     network: nn.Module,
     make_optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
     make_scheduler: Callable[[Optimizer], LRScheduler] | None = None,
+    minutes_per_level: float | None = None,
 ) -> None:
     """Train an auto-context cascade level after level, each with the levels below frozen (Sec. 2.5).
 
@@ -89,6 +91,9 @@ def train_auto_context(
             ``T_max`` = epochs per level); ``None`` keeps the learning rate constant (the paper
             states only its initial value). A schedule built once in the config could not follow
             the new optimizer of each level, hence this argument.
+        minutes_per_level: stop a level's schedule early, after the iteration that passes this many
+            minutes (``None``: run every epoch). The level then ends as it would at its last epoch
+            (its final checkpoint is saved), so a run on a time budget still yields a whole cascade.
     """
     levels = len(network.levels) if isinstance(network, AutoContextCascade) else 1
     for level in range(1, levels + 1):
@@ -100,6 +105,19 @@ def train_auto_context(
             schedule = LrScheduleHandler(make_scheduler(trainer.optimizer), print_lr=False)
             schedule.attach(trainer)
         logger.info(f"training level {level} of {levels}")
+        trainer.state.epoch = trainer.state.iteration = 0  # a level stopped early must not resume the next one
+        deadline = None if minutes_per_level is None else time.monotonic() + 60.0 * minutes_per_level
+        if deadline is not None:
+            trainer.add_event_handler(Events.ITERATION_COMPLETED, _terminate_after, deadline)
         trainer.run()
+        if deadline is not None:
+            trainer.remove_event_handler(_terminate_after, Events.ITERATION_COMPLETED)
         if schedule is not None:
             trainer.remove_event_handler(schedule, Events.EPOCH_COMPLETED)
+
+
+def _terminate_after(engine: SupervisedTrainer, deadline: float) -> None:
+    """Stop ``engine``'s run once ``time.monotonic()`` has passed ``deadline``."""
+    if time.monotonic() > deadline:
+        logger.info(f"time budget reached at epoch {engine.state.epoch}, iteration {engine.state.iteration}")
+        engine.terminate()

@@ -1,31 +1,37 @@
-"""Pre-processing and augmentation of the 3D whole-fetal-head segmentor.
+"""Pre-processing and augmentation of the 3D whole-fetal-head segmentor, in millimetres.
 
 Yang X, Wang X, Wang Y, et al. "Hybrid attention for automatic segmentation of whole fetal head
 in prenatal ultrasound volumes", Computer Methods and Programs in Biomedicine, 2020
 (``shared/papers/3d-whole-head-hybrid-attention-autocontext.txt``), Sections 2.1 and 3.1.
 
 One pipeline serves the bundle configs (``MonaiBundle/configs/*.json``) and
-:mod:`fetalbiometry.segment3d.segmenter`; both build it from these functions so that a model always sees
-what it was trained on:
+:mod:`fetalbiometry.segment3d.segmenter`; both build it from these functions so that a model always
+sees what it was trained on:
 
 1. :func:`image_to_tensor`: a ``SimpleITK.Image`` becomes a channel-first ``MetaTensor`` of shape
    (1, x, y, z) with the affine that MONAI's ``LoadImaged(reader="ITKReader")`` +
    ``EnsureChannelFirstd`` give for the same file (array axes in ITK (x, y, z) order, affine in
    RAS). Configs load files with those two transforms.
-2. :func:`normalize_intensity` (configs: :func:`normalize_intensityd`): per-volume scaling to
-   [0, 1], from the minimum (0th percentile) to the 99.5th percentile, clipped. The auto-context
-   join adds a probability map to the image (Eq. 5), so the image must be on the same [0, 1] scale.
-3. :func:`spatial_transforms`: down-scaling by ``downscale_factor`` on each axis (the paper uses
-   0.4; trilinear for images, nearest for labels) then padding to a multiple of
-   :data:`SIZE_DIVISOR` for the network's 3 poolings. Both are invertible MONAI transforms.
-4. After the network, ``Invertd`` in the configs crops the padding and resamples the class scores
-   back to the input grid; :func:`tensor_to_label` puts an (x, y, z) label back on the
+2. :func:`spatial_transforms`: the volume is put on the network's grid, whatever the scanner
+   exported: ``Orientationd`` to RAS, :class:`AntiAliasd` against aliasing, then ``Spacingd`` to the bundle's ``target_spacing`` (mm)
+   on an axis-aligned grid (``diagonal=True`` removes an oblique direction too), trilinear for
+   images and nearest for labels, then padding to a multiple of :data:`SIZE_DIVISOR` for the
+   network's poolings. A head of one size in mm is one size in voxels at every input spacing and
+   direction. The paper's setting, 0.38 mm scans down-scaled by 0.4, is ``target_spacing`` 0.95 mm.
+   All three are invertible MONAI transforms.
+3. :func:`normalize_intensity` (configs: :func:`normalize_intensityd`): per-volume scaling to
+   [0, 1], from the minimum (0th percentile) to the 99.5th percentile, clipped, on the network's
+   grid. The auto-context join adds a probability map to the image (Eq. 5), so the image must be on
+   the same [0, 1] scale.
+4. After the network, ``Invertd`` in the configs (or :meth:`SegmentorInput.restore`) crops the
+   padding and resamples the class probabilities back onto the input's exact grid (spacing, origin
+   and direction) before the arg-max; :func:`tensor_to_label` puts an (x, y, z) label back on the
    ``SimpleITK`` grid.
 
 :class:`SegmentorInput` bundles steps 2-4 for one volume outside the configs::
 
-    network_input = SegmentorInput(downscale_factor)
-    x = network_input(image_to_tensor(image))          # (1, X, Y, Z), normalised, down-scaled, padded
+    network_input = SegmentorInput(target_spacing)
+    x = network_input(image_to_tensor(image))          # (1, X, Y, Z) on the network's grid
     scores = network_input.restore(network(x[None])[0], x)   # (K, x, y, z) on the input grid
     label = tensor_to_label(scores.argmax(0), image)
 
@@ -36,7 +42,7 @@ about them (MONAI ``RandFlipd`` and ``Rotate90d(k=2)`` in the config), and
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,22 +54,25 @@ from monai.data.utils import orientation_ras_lps
 from monai.transforms import (
     Compose,
     DivisiblePadd,
+    Orientationd,
     MapTransform,
     RandomizableTransform,
     ScaleIntensityRangePercentiles,
     ScaleIntensityRangePercentilesd,
-    Zoomd,
+    Spacingd,
 )
-from monai.utils import ensure_tuple
+from monai.utils import convert_to_dst_type, ensure_tuple
 from scipy import ndimage
 
 from fetalbiometry.io import label_like
 
 __all__ = [
+    "AntiAliasd",
     "INTENSITY_SCALING",
     "SIZE_DIVISOR",
     "RandShadowErasingd",
     "SegmentorInput",
+    "check_target_spacing",
     "image_to_tensor",
     "normalize_intensity",
     "normalize_intensityd",
@@ -101,71 +110,130 @@ def normalize_intensityd(keys: KeysCollection = _IMAGE_KEY) -> ScaleIntensityRan
 
 
 def spatial_transforms(
-    downscale_factor: float,
+    target_spacing: Sequence[float],
     image_keys: KeysCollection = _IMAGE_KEY,
     label_keys: KeysCollection = (),
     size_divisor: int = SIZE_DIVISOR,
 ) -> list[MapTransform]:
-    """Down-scale the volumes for the network and pad them to a multiple of ``size_divisor`` (Sec. 3.1).
+    """Resample the volumes onto the network's grid in mm and pad them for its poolings (Sec. 3.1).
 
-    "we downscale the original US volume with a factor of 0.4 on each dimension for input. The final
-    segmentation result was resampled back to the original full resolution." Both transforms record
+    The paper feeds its network 0.38 mm scans "downscale[d] ... with a factor of 0.4 on each
+    dimension", i.e. at 0.95 mm, and resamples the result "back to the original full resolution".
+    Scanners export 0.3-1.2 mm, often anisotropic and oblique, so a fixed voxel factor would show the
+    network heads of different sizes; a fixed spacing in mm does not. The transforms record
     themselves in the ``MetaTensor``, so ``Invertd`` (or :meth:`SegmentorInput.restore`) undoes them;
     the inversion must use these very transform objects (MONAI checks their identity).
 
     Args:
-        downscale_factor: zoom factor on every axis, in (0, 1]; 0.4 in the paper.
+        target_spacing: the network's voxel size in mm, (x, y, z) in RAS; a positive number or three.
         image_keys: keys of channel-first intensity volumes (trilinear interpolation).
         label_keys: keys of channel-first label volumes (nearest-neighbour interpolation).
         size_divisor: pad each spatial size to a multiple of this (2 ** number of poolings).
 
     Returns:
-        ``[Zoomd, DivisiblePadd]``, to put in a ``Compose``.
+        ``[Orientationd, AntiAliasd, Spacingd, DivisiblePadd]``, to put in a ``Compose``.
 
     Raises:
-        ValueError: ``downscale_factor`` outside (0, 1].
+        ValueError: a ``target_spacing`` that is not one or three positive finite numbers.
     """
-    if not 0.0 < downscale_factor <= 1.0:
-        raise ValueError(f"downscale_factor must be in (0, 1], got {downscale_factor}.")
+    spacing = check_target_spacing(target_spacing)
     images, labels = ensure_tuple(image_keys), ensure_tuple(label_keys)
     keys = images + labels
-    modes = ("trilinear",) * len(images) + ("nearest",) * len(labels)
+    modes = ("bilinear",) * len(images) + ("nearest",) * len(labels)
     return [
-        Zoomd(keys=keys, zoom=downscale_factor, mode=modes, keep_size=False),
+        Orientationd(keys=keys, axcodes="RAS"),
+        AntiAliasd(keys=images, target_spacing=spacing),
+        # diagonal=True: an axis-aligned grid in RAS, so an oblique volume is resampled, not just relabelled;
+        # zeros outside the input: ultrasound has no echo there
+        Spacingd(keys=keys, pixdim=spacing, mode=modes, padding_mode="zeros", diagonal=True),
         DivisiblePadd(keys=keys, k=size_divisor),
     ]
+
+
+def check_target_spacing(target_spacing: float | Sequence[float]) -> tuple[float, float, float]:
+    """``target_spacing`` as three positive finite mm (one number means isotropic); ValueError otherwise."""
+    values = np.atleast_1d(np.asarray(target_spacing, dtype=float))
+    if values.size == 1:
+        values = np.repeat(values, 3)
+    if values.shape != (3,) or not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"target_spacing must be one or three positive numbers in mm, got {target_spacing}.")
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+class AntiAliasd(MapTransform):
+    """Blur images before they are down-sampled to ``target_spacing``, so that no input spacing aliases.
+
+    Sampling a finer volume at a coarser spacing keeps single voxels of the speckle; how many depends
+    on the ratio of the two spacings, so the network would see a different texture at 0.5 mm and at
+    1.0 mm. A Gaussian of ``(target / spacing - 1) / 2`` voxels per axis (the rule of
+    ``skimage.transform.rescale(anti_aliasing=True)``) first removes what the coarser grid cannot hold.
+    MONAI's ``Spacingd`` has no anti-aliasing of its own, hence this transform. It filters with
+    ``scipy.ndimage.gaussian_filter``, about ten times faster on a CPU than MONAI's ``GaussianSmooth``
+    on a 300³ volume (0.3 s against 3 s). Axes already at or coarser than the target are left as
+    they are.
+
+    Args:
+        keys: keys of channel-first image ``MetaTensor`` s (their affine gives the voxel size).
+        target_spacing: the spacing in mm the images are resampled to next, per axis.
+        allow_missing_keys: don't raise if a key is missing.
+    """
+
+    backend = [torch.Tensor]
+
+    def __init__(
+        self, keys: KeysCollection, target_spacing: Sequence[float], allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.target_spacing = np.asarray(check_target_spacing(target_spacing))
+
+    def sigma_voxels(self, image: MetaTensor) -> np.ndarray:
+        """The Gaussian's standard deviation along each array axis of ``image``, in voxels."""
+        affine = np.asarray(image.affine, dtype=float)
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        return np.maximum(0.0, (self.target_spacing / spacing - 1.0) / 2.0)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            sigma = self.sigma_voxels(d[key])
+            if np.any(sigma > 0.0):
+                channels = np.asarray(d[key].detach().cpu(), dtype=np.float32)
+                blurred = np.stack([ndimage.gaussian_filter(channel, sigma, truncate=3.0) for channel in channels])
+                d[key] = convert_to_dst_type(blurred, d[key])[0]
+        return d
 
 
 class SegmentorInput:
     """The segmentor's input pipeline for one volume outside the configs, and its inverse.
 
-    Calling it applies :func:`normalize_intensity` and :func:`spatial_transforms`;
-    :meth:`restore` brings the network's class scores back to the original grid, as the configs'
-    ``Invertd`` does.
+    Calling it applies :func:`spatial_transforms` and :func:`normalize_intensity`; :meth:`restore`
+    brings the network's class scores back to the original grid, as the configs' ``Invertd`` does.
 
     Args:
-        downscale_factor: as in :func:`spatial_transforms` (the configs' ``downscale_factor``).
+        target_spacing: as in :func:`spatial_transforms` (the configs' ``target_spacing``).
         size_divisor: as in :func:`spatial_transforms`.
     """
 
-    def __init__(self, downscale_factor: float, size_divisor: int = SIZE_DIVISOR) -> None:
-        self.spatial = Compose(spatial_transforms(downscale_factor, size_divisor=size_divisor))
+    def __init__(self, target_spacing: float | Sequence[float], size_divisor: int = SIZE_DIVISOR) -> None:
+        self.spatial = Compose(spatial_transforms(target_spacing, size_divisor=size_divisor))
 
     def __call__(self, image: MetaTensor) -> MetaTensor:
         """Args:
-            image: shape (C, x, y, z), e.g. from :func:`image_to_tensor`.
+            image: shape (C, x, y, z) with its affine, e.g. from :func:`image_to_tensor`.
 
         Returns:
             the network input (without batch dimension), carrying the operations to invert.
         """
-        return self.spatial({_IMAGE_KEY: normalize_intensity(image)})[_IMAGE_KEY]
+        resampled = self.spatial({_IMAGE_KEY: image})[_IMAGE_KEY]
+        return normalize_intensity(resampled)
 
     def restore(self, prediction: torch.Tensor, network_input: MetaTensor) -> torch.Tensor:
         """Crop the padding and resample class scores back to the original grid.
 
         Args:
             prediction: class scores (K, *S) for ``network_input`` (no batch dimension); resampled
-                trilinearly, so pass probabilities or logits and take the argmax afterwards.
+                trilinearly, so pass probabilities or logits and take the argmax afterwards. Any
+                subset of the channels may be passed (the segmenter restores the head's only).
             network_input: what :meth:`__call__` returned for this volume.
 
         Returns:
@@ -174,7 +242,10 @@ class SegmentorInput:
         if isinstance(prediction, MetaTensor):  # the network's output carries the input's meta: drop it
             prediction = prediction.as_tensor()
         scores = MetaTensor(
-            prediction, affine=network_input.affine, applied_operations=list(network_input.applied_operations)
+            prediction,
+            affine=network_input.affine,
+            meta=dict(network_input.meta),
+            applied_operations=list(network_input.applied_operations),
         )
         restored = self.spatial.inverse({_IMAGE_KEY: scores})[_IMAGE_KEY]
         return restored.as_tensor() if isinstance(restored, MetaTensor) else restored

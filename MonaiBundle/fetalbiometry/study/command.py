@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def print_summary(summary: StudySummary, out_dir: Path) -> None:
     """Print the study's headline numbers, one per line, and where the report is."""
     repro, agreement = summary.reproducibility, summary.expert_bland_altman
-    print(f"volumes: {summary.n_ok} ok, {summary.n_failed} failed; subjects: {summary.n_subjects}")
+    print(f"volumes: {summary.n_ok} ok, {summary.n_failed} failed or flagged; subjects: {summary.n_subjects}")
     if repro.mean_sd is not None:
         print(
             f"per-subject SD of volume (ddof=1) over {repro.n_subjects} subjects: "
@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
     summary = run_study(args.manifest, args.out, model_path=args.model, device=args.device, resume=args.resume)
     if Shard.from_environment().is_main:
         print_summary(summary, args.out)
+    if summary.n_volumes and not summary.n_ok:
+        raise FetalBiometryError(
+            f"no volume of the study gave a head volume ({summary.n_failed} failed or flagged); "
+            f"the reasons are in {args.out / 'volumes.csv'}"
+        )
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,29 @@ def _parse_volume(text: str, where: str) -> float | None:
     return value
 
 
+def _portable(cell: str, folder: Path) -> str:
+    """A path cell as the study's tables record it: an absolute path becomes relative to the
+    manifest's folder, so ``volumes.csv`` holds no absolute paths (the row still reads the same file)."""
+    if not cell or not Path(cell).is_absolute():
+        return cell
+    return Path(os.path.relpath(cell, folder.resolve())).as_posix()
+
+
+def _refuse_duplicates(rows: list[ManifestRow], path: Path) -> None:
+    """Refuse a manifest listing one subject's volume twice: it would count twice in every statistic
+    (a subject with two scans would have n = 3)."""
+    seen: dict[tuple[str, Path], ManifestRow] = {}
+    for row in rows:
+        key = (row.subject, row.image_path.resolve())
+        if key in seen:
+            first = seen[key]
+            raise InputError(
+                f"manifest {path.name} row {row.row} repeats row {first.row} (subject {row.subject}, "
+                f"{row.image}); each volume of a subject may be listed once"
+            )
+        seen[key] = row
+
+
 def read_manifest(path: str | Path) -> list[ManifestRow]:
     """Read a study manifest and check its columns and values.
 
@@ -68,8 +92,8 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         The rows in file order, paths resolved against the manifest's folder.
 
     Raises:
-        InputError: the file is missing or empty, lacks a required column, or a row has an
-            empty subject/image or a non-numeric expert volume.
+        InputError: the file is missing or empty, lacks a required column, a row has an
+            empty subject/image or a non-numeric expert volume, or a volume is listed twice.
     """
     path = Path(path)
     try:
@@ -101,11 +125,12 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             ManifestRow(
                 row=index,
                 subject=record["subject"],
-                image=record["image"],
+                image=_portable(record["image"], folder),
                 image_path=folder / record["image"],
-                reference=reference,
+                reference=_portable(reference, folder),
                 reference_path=folder / reference if reference else None,
                 expert_volume_ml=_parse_volume(record.get("expert_volume_ml", ""), where),
             )
         )
+    _refuse_duplicates(rows, path)
     return rows

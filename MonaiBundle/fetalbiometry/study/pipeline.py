@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fetalbiometry.errors import FetalBiometryError, InputError
+from fetalbiometry.io import refuse_overwriting
 from fetalbiometry.study.distributed import Shard, all_gather, barrier, process_group
 from fetalbiometry.study.manifest import ManifestRow, read_manifest
-from fetalbiometry.study.report import write_report
+from fetalbiometry.study.report import FIGURES_FOLDER, REPORT_FILE, write_report
 from fetalbiometry.study.runner import (
     LABELS_FOLDER,
     VOLUMES_TABLE,
@@ -17,6 +18,7 @@ from fetalbiometry.study.runner import (
     SegmenterFactory,
     checkpoint_path,
     finished_records,
+    label_filename,
     previous_tables,
     run_rows,
 )
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 SUBJECTS_TABLE = "subjects.csv"
 SUMMARY_FILE = "summary.json"
+#: The figures a report may draw (study.report.make_figures).
+FIGURE_FILES = ("correlation.png", "bland_altman.png", "subject_volumes.png", "montage.png")
 
 
 def _segmenter_factory(segmenter: Segmenter | None, model_path: Path | None, device: str) -> SegmenterFactory:
@@ -96,6 +100,7 @@ def run_study(
     """
     manifest, out_dir = Path(manifest), Path(out_dir)
     rows = read_manifest(manifest)
+    refuse_overwriting_inputs(manifest, rows, out_dir, model_path)
     shard = Shard.from_environment()
     try:
         (out_dir / LABELS_FOLDER).mkdir(parents=True, exist_ok=True)
@@ -123,6 +128,16 @@ def run_study(
     if shard.is_main:
         _write_outputs(out_dir, rows, records, summary)
     return summary
+
+
+def refuse_overwriting_inputs(manifest: Path, rows: Sequence[ManifestRow], out_dir: Path, model: Path | None) -> None:
+    """Refuse a study whose outputs (tables, summary, report, figures, labels) would land on any
+    of its inputs: the manifest, a volume (with its data files or series), a reference or the model."""
+    outputs = [out_dir / name for name in (VOLUMES_TABLE, SUBJECTS_TABLE, SUMMARY_FILE, REPORT_FILE)]
+    outputs += [out_dir / FIGURES_FOLDER / name for name in FIGURE_FILES]
+    outputs += [out_dir / LABELS_FOLDER / label_filename(row) for row in rows]
+    inputs = [manifest, *(row.image_path for row in rows), *(row.reference_path for row in rows if row.reference_path)]
+    refuse_overwriting(outputs, [*inputs, *([model] if model is not None else [])])
 
 
 def _write_outputs(

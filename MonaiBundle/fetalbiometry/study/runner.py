@@ -17,13 +17,14 @@ from typing import Protocol
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from fetalbiometry.errors import EmptyMaskError, FetalBiometryError
+from fetalbiometry.errors import FetalBiometryError
 from fetalbiometry.io import check_dimension, check_same_grid, read_image, write_image
-from fetalbiometry.metrics import evaluate_images, label_volume_ml
+from fetalbiometry.metrics import check_label_image, evaluate_images, head_volume_flag, label_volume_ml
 from fetalbiometry.study.manifest import ManifestRow
 from fetalbiometry.study.tables import (
     REFERENCE_METRICS,
     STATUS_FAILED,
+    STATUS_FLAGGED,
     STATUS_OK,
     VolumeRecord,
     read_volumes_csv,
@@ -73,6 +74,14 @@ def _one_line(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split())
 
 
+def _without_absolute_paths(message: str, row: ManifestRow) -> str:
+    """``message`` with the row's resolved paths written as in the manifest (tables hold no absolute paths)."""
+    for path, cell in ((row.image_path, row.image), (row.reference_path, row.reference)):
+        if path is not None and cell:
+            message = message.replace(str(path), cell)
+    return message
+
+
 def segment_row(row: ManifestRow, segmenter: Segmenter, out_dir: Path) -> VolumeRecord:
     """Segment one volume, write its label, measure its volume and compare it to its reference.
 
@@ -82,8 +91,10 @@ def segment_row(row: ManifestRow, segmenter: Segmenter, out_dir: Path) -> Volume
         out_dir: study output folder; the label goes to ``out_dir/labels/``.
 
     Returns:
-        An ``ok`` record, or a ``failed`` one holding the reason and whatever was measured
-        before the failure (e.g. the volume when the reference lies on another grid).
+        An ``ok`` record; a ``flagged`` one, with its label but no volume, when the head is empty or
+        implausible (:func:`~fetalbiometry.metrics.head_volume_flag`, the reason in ``error``); or a
+        ``failed`` one holding the reason and whatever was measured before the failure (e.g. the
+        volume when the reference lies on another grid).
     """
     results: dict[str, object] = {}
     try:
@@ -94,14 +105,19 @@ def segment_row(row: ManifestRow, segmenter: Segmenter, out_dir: Path) -> Volume
         relative = Path(LABELS_FOLDER) / label_filename(row)
         write_image(label, out_dir / relative)
         results["label"] = relative.as_posix()
-        results["volume_ml"] = label_volume_ml(label)
-        if results["volume_ml"] == 0.0:
-            raise EmptyMaskError(f"the segmentation of {row.image} is empty")
+        volume = label_volume_ml(label)
+        flag = head_volume_flag(volume)
+        if flag is not None:  # an empty or implausible head is no number for the statistics
+            logger.warning("row %d (%s) flagged: %s", row.row, row.image, flag)
+            return VolumeRecord.for_row(row, status=STATUS_FLAGGED, error=flag, **results)
+        results["volume_ml"] = volume
         if row.reference_path is not None:
-            metrics = evaluate_images(label, read_image(row.reference_path))
+            reference = read_image(row.reference_path)
+            check_label_image(reference, name=row.reference)
+            metrics = evaluate_images(label, reference)
             results.update({name: getattr(metrics, name) for name in REFERENCE_METRICS})
     except Exception as error:  # one volume must not stop the study: record it and go on
-        message = _one_line(error)
+        message = _without_absolute_paths(_one_line(error), row)
         log = logger.warning if isinstance(error, FetalBiometryError) else logger.exception
         log("row %d (%s) failed: %s", row.row, row.image, message)
         return VolumeRecord.for_row(row, status=STATUS_FAILED, error=message, **results)

@@ -49,7 +49,7 @@ class StudySummary:
 
     Attributes:
         n_volumes: manifest rows.
-        n_ok, n_failed: rows by status.
+        n_ok, n_failed: rows by status (n_failed counts the flagged rows too: neither gives a volume).
         n_subjects: subjects with at least one ok volume.
         reproducibility: mean/min/max of per-subject volume SDs (ddof=1).
         n_expert_pairs: ok volumes with an expert volume.

@@ -19,6 +19,8 @@ from fetalbiometry.study.statistics import SubjectSpread
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+STATUS_FLAGGED = "flagged"
+"""A volume segmented but not counted: its head is empty or implausible (the reason is in ``error``)."""
 
 #: Fields of :class:`fetalbiometry.metrics.SegmentationMetrics` kept per volume.
 REFERENCE_METRICS = ("dice", "jaccard", "conformity", "adb_mm", "hdb_mm", "volume_ref_ml")
@@ -31,7 +33,7 @@ class VolumeRecord:
     Attributes:
         row: 0-based manifest row index.
         subject, image, reference, expert_volume_ml: copied from the manifest row (cells as written).
-        status: ``"ok"`` or ``"failed"``.
+        status: ``"ok"``, ``"flagged"`` (segmented, no plausible head) or ``"failed"``.
         error: one-line reason of a failure ("" when ok).
         volume_ml: head volume of the segmentation, mL (None when it could not be computed).
         dice, jaccard, conformity, adb_mm, hdb_mm: against the reference label (fractions; mm).
