@@ -26,16 +26,30 @@ class _VolumeStatistics:
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Normalise with ``input``'s own statistics; in training also update the running averages
-        (kept for plain batch normalisation's state dict, unused here). TorchScript-compatible."""
+        (kept for plain batch normalisation's state dict, unused here).
+
+        In evaluation the statistics are written out as reductions rather than ``F.batch_norm``
+        in training mode, which TorchScript accepts but the ONNX exporter cannot export with a
+        dynamic batch size.
+        """
         self._check_input_dim(input)
-        running_mean: torch.Tensor | None = None
-        running_var: torch.Tensor | None = None
-        if self.training and self.track_running_stats:
-            running_mean, running_var = self.running_mean, self.running_var
-            if self.num_batches_tracked is not None:
-                self.num_batches_tracked.add_(1)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        return F.batch_norm(input, running_mean, running_var, self.weight, self.bias, True, momentum, self.eps)
+        if self.training:
+            running_mean: torch.Tensor | None = None
+            running_var: torch.Tensor | None = None
+            if self.track_running_stats:
+                running_mean, running_var = self.running_mean, self.running_var
+                if self.num_batches_tracked is not None:
+                    self.num_batches_tracked.add_(1)
+            momentum = 0.0 if self.momentum is None else self.momentum
+            return F.batch_norm(input, running_mean, running_var, self.weight, self.bias, True, momentum, self.eps)
+        dims = [0] + list(range(2, input.dim()))
+        mean = input.mean(dim=dims, keepdim=True)
+        variance = input.var(dim=dims, unbiased=False, keepdim=True)
+        normalised = (input - mean) * torch.rsqrt(variance + self.eps)
+        if self.weight is not None and self.bias is not None:
+            shape = [1, -1] + [1] * (input.dim() - 2)
+            normalised = normalised * self.weight.view(shape) + self.bias.view(shape)
+        return normalised
 
 
 class VolumeBatchNorm2d(_VolumeStatistics, nn.BatchNorm2d):
