@@ -10,8 +10,8 @@ Two measurements, in one run on one machine:
 1. ``fetalbiometry segment --device cpu`` on synthetic head volumes of 128³ to 300³ voxels at
    0.6-1.2 mm, each in a fresh process (wall time of the whole command, and that process's peak
    resident memory from ``os.wait4``);
-2. the shipped network against ``monai.networks.nets.BasicUNet`` (MONAI's default widths, 2 classes)
-   on the same network-grid input at the bundle's working spacing: the median of ``--repeats``
+2. the shipped network against ``monai.networks.nets.BasicUNet`` of the same widths per level
+   (16, 32, 32, 32, 32, 16; as in ``bench_networks3d.py``) on the same network-grid input at the bundle's working spacing: the median of ``--repeats``
    forward passes each, and their ratio. The machine is shared and noisy, so the ratio is the figure
    to compare between runs.
 
@@ -96,7 +96,7 @@ def main() -> int:
     print("\n| network grid | shipped network | BasicUNet | ratio |")
     print("|---|---|---|---|")
     network = model.network.eval()
-    baseline = BasicUNet(spatial_dims=3, in_channels=1, out_channels=2).eval()
+    baseline = BasicUNet(spatial_dims=3, in_channels=1, out_channels=2, features=(16, 32, 32, 32, 32, 16)).eval()
     for side in (64, 120):
         x = torch.rand(1, 1, side, side, side)
         ours, theirs = forward_seconds(network, x, args.repeats), forward_seconds(baseline, x, args.repeats)

@@ -505,6 +505,12 @@ def no_model_loading(monkeypatch) -> None:
     monkeypatch.setattr(Segmenter, "from_bundle", fail)
 
 
+def test_segment_refuses_an_all_zero_volume_before_the_model(tmp_path, capfd, no_model_loading):
+    volume = _write(tmp_path / "zeros.nii.gz", np.zeros((40, 40, 40), np.float32), spacing=(2.0, 2.0, 2.0))
+    output = tmp_path / "head.nii.gz"
+    refused(["segment", volume, output], capfd, inputs=[volume], outputs=[output], expect="one value everywhere (0)")
+
+
 def test_segment_refuses_a_single_slice_volume_before_the_model(tmp_path, capfd, no_model_loading):
     volume = _write(tmp_path / "slice.nii.gz", np.zeros((1, 64, 64), np.float32))
     output = tmp_path / "head.nii.gz"
@@ -638,7 +644,7 @@ class ThresholdSegmenter:
 def _cube(path: Path) -> Path:
     array = np.zeros((12, 12, 12), np.float32)
     array[3:9, 3:9, 3:9] = 1.0
-    return _write(path, array, spacing=(2.0, 2.0, 2.0))
+    return _write(path, array, spacing=(10.0, 10.0, 10.0))  # 216 mL: a plausible head for the study
 
 
 def test_volumes_csv_holds_no_absolute_paths(tmp_path):

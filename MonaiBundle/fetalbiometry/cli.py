@@ -95,7 +95,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     from fetalbiometry.io import check_output_suffix, check_writable, read_image, refuse_replacing_folder, write_image
     from fetalbiometry.metrics import head_volume_flag, label_volume_ml
-    from fetalbiometry.segment3d.geometry import geometry_warnings
+    from fetalbiometry.segment3d.inputs import check_segmentable, geometry_warnings
 
     check_output_suffix(args.output)
     if args.output.name.lower().endswith(".png"):
@@ -108,7 +108,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         check_model_file(args.model)
     image = read_image(args.input)
-    _check_segment_input(image, args.input)
+    check_segmentable(image, str(args.input))
     for warning in geometry_warnings(image):
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     from fetalbiometry.segment3d.segmenter import Segmenter  # PyTorch: only once the input is known good
@@ -129,25 +129,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return NO_RESULT_EXIT_CODE
     print(f"head volume: {volume:.2f} mL")
     return 0
-
-
-#: Fewest voxels along any axis of a volume that ``segment`` accepts: the network downsamples three times.
-MIN_SEGMENT_SIDE = 8
-
-
-def _check_segment_input(image: Any, path: Path) -> None:
-    """Refuse, before the model loads, what is not one grayscale 3D volume of at least 8 voxels a side."""
-    from fetalbiometry.io import check_dimension
-
-    check_dimension(image, (3,), name=str(path))
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected grayscale")
-    size = image.GetSize()
-    if min(size) < MIN_SEGMENT_SIDE:
-        raise InputError(
-            f"{path} is {'x'.join(map(str, size))} voxels; segment needs a 3D volume of at least "
-            f"{MIN_SEGMENT_SIDE} voxels along every axis (a single slice is a 2D plane: use measure)"
-        )
 
 
 def cmd_study(args: argparse.Namespace) -> int:

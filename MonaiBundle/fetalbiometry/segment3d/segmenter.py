@@ -30,8 +30,8 @@ from monai.inferers import Inferer
 from monai.transforms import KeepLargestConnectedComponent
 
 from fetalbiometry import BUNDLE_ROOT
-from fetalbiometry.errors import InputError, require_bool
-from fetalbiometry.io import check_dimension
+from fetalbiometry.errors import require_bool
+from fetalbiometry.segment3d.inputs import check_segmentable
 from fetalbiometry.segment3d.transforms import SegmentorInput, check_target_spacing, image_to_tensor, tensor_to_label
 from fetalbiometry.weights import expected_checksum, load_weights, resolve_device
 
@@ -99,9 +99,7 @@ class Segmenter:
 
     def segment(self, image: sitk.Image) -> sitk.Image:
         """Label (uint8, 1 = whole fetal head) on exactly ``image``'s grid."""
-        check_dimension(image, (3,))
-        if image.GetNumberOfComponentsPerPixel() != 1:
-            raise InputError("the volume must have one component per voxel (grayscale)")
+        check_segmentable(image)
         pipeline = SegmentorInput(self.model.target_spacing)  # one object: MONAI inverts its own ops
         network_input = pipeline(image_to_tensor(image))
         try:

@@ -87,6 +87,7 @@ INTENSITY_SCALING: Mapping[str, Any] = {"lower": 0.0, "upper": 99.5, "b_min": 0.
 """Arguments of MONAI's ``ScaleIntensityRangePercentiles`` used everywhere: [min, 99.5th percentile] → [0, 1]."""
 
 _IMAGE_KEY = "image"
+_RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # the affines here are RAS (image_to_tensor, ITKReader)
 
 
 def normalize_intensity(array: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -141,7 +142,7 @@ def spatial_transforms(
     keys = images + labels
     modes = ("bilinear",) * len(images) + ("nearest",) * len(labels)
     return [
-        Orientationd(keys=keys, axcodes="RAS"),
+        Orientationd(keys=keys, axcodes="RAS", labels=_RAS_LABELS),
         AntiAliasd(keys=images, target_spacing=spacing),
         # diagonal=True: an axis-aligned grid in RAS, so an oblique volume is resampled, not just relabelled;
         # zeros outside the input: ultrasound has no echo there
@@ -242,10 +243,7 @@ class SegmentorInput:
         if isinstance(prediction, MetaTensor):  # the network's output carries the input's meta: drop it
             prediction = prediction.as_tensor()
         scores = MetaTensor(
-            prediction,
-            affine=network_input.affine,
-            meta=dict(network_input.meta),
-            applied_operations=list(network_input.applied_operations),
+            prediction, affine=network_input.affine, applied_operations=list(network_input.applied_operations)
         )
         restored = self.spatial.inverse({_IMAGE_KEY: scores})[_IMAGE_KEY]
         return restored.as_tensor() if isinstance(restored, MetaTensor) else restored
