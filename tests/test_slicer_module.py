@@ -165,7 +165,7 @@ def test_failed_command_raises_its_one_line_error():
 
 
 def test_no_measurement_exit_code_is_a_result_only_where_accepted():
-    from fetalbiometry.planes2d.commands import NO_MEASUREMENT_EXIT_CODE
+    from fetalbiometry.errors import NO_RESULT_EXIT_CODE as NO_MEASUREMENT_EXIT_CODE
 
     assert process.NO_MEASUREMENT_EXIT_CODE == NO_MEASUREMENT_EXIT_CODE
     code = (

@@ -63,8 +63,9 @@ __all__ = [
 #: Folder of the MONAI bundle, which holds the ``fetalbiometry`` package.
 BUNDLE_FOLDER = "MonaiBundle"
 _CLI_MODULE = "fetalbiometry.cli"
-#: Exit status of ``fetalbiometry measure`` when the plane has no trustworthy measurement; its JSON
-#: says why (``fetalbiometry.planes2d.commands.NO_MEASUREMENT_EXIT_CODE``; 2 is argparse's usage error).
+#: Exit status of ``fetalbiometry measure`` without a trustworthy measurement, and of ``segment``
+#: with an empty or implausible head; the output says why (``fetalbiometry.errors.NO_RESULT_EXIT_CODE``;
+#: 2 is argparse's usage error).
 NO_MEASUREMENT_EXIT_CODE = 3
 #: How ``fetalbiometry.cli.main`` starts the one-line message of a user error on stderr.
 _ERROR_PREFIX = "fetalbiometry: error:"

@@ -20,13 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from fetalbiometry.errors import FetalBiometryError, InputError
+from fetalbiometry.errors import NO_RESULT_EXIT_CODE, FetalBiometryError, InputError
 from fetalbiometry.study.command import add_arguments as add_study_arguments
 
 PROG = "fetalbiometry"
-NO_RESULT_EXIT_CODE = 3
-"""Exit status of a run that produced no trustworthy number: ``measure`` without a measurement,
-``segment`` with an empty or implausible head (the output says why)."""
 
 
 def _strict(value: Any) -> Any:
@@ -190,7 +187,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         _print_json(report)
     else:
         print(plane_commands.format_report(report))
-    return 0 if result.measurement is not None else plane_commands.NO_MEASUREMENT_EXIT_CODE
+    return 0 if result.measurement is not None else NO_RESULT_EXIT_CODE
 
 
 # --- synth ----------------------------------------------------------------------------------

@@ -6,6 +6,12 @@ traceback; anything else is a bug and keeps its traceback.
 """
 
 
+NO_RESULT_EXIT_CODE = 3
+"""Exit status of a command that ran but has no trustworthy number to give: ``measure`` without a
+measurement, ``segment`` with an empty or implausible head (the output says why). Not 2, which is
+argparse's usage error, nor 1, bad input."""
+
+
 class FetalBiometryError(Exception):
     """Base class: bad input or a result that cannot be measured. The message is one line."""
 

@@ -33,7 +33,8 @@ from fetalbiometry.data import hc18
 from fetalbiometry.data.hc18_dataset import letterbox
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.errors import InputError
-from fetalbiometry.planes2d.commands import NO_MEASUREMENT_EXIT_CODE, read_plane_image
+from fetalbiometry.errors import NO_RESULT_EXIT_CODE as NO_MEASUREMENT_EXIT_CODE
+from fetalbiometry.planes2d.commands import read_plane_image
 from fetalbiometry.planes2d.predictor import PlanePredictor
 
 REPO = Path(__file__).resolve().parents[2]

@@ -158,7 +158,8 @@ def test_a_flag_given_as_text_is_refused():
 def test_segment_reports_no_number_for_an_empty_or_implausible_head(
     random_model, monkeypatch, tmp_path, capsys, voxels, reason
 ):
-    from fetalbiometry.cli import NO_RESULT_EXIT_CODE, main
+    from fetalbiometry.cli import main
+    from fetalbiometry.errors import NO_RESULT_EXIT_CODE
     from fetalbiometry.io import label_like
 
     def few_voxels(self, image: sitk.Image) -> sitk.Image:

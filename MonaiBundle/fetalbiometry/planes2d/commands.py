@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from fetalbiometry.planes2d.predictor import PlanePredictor
 
 __all__ = [
-    "NO_MEASUREMENT_EXIT_CODE",
     "FrameMeasurement",
     "HCBatch",
     "PlaneImage",
@@ -57,10 +56,6 @@ __all__ = [
     "read_plane_image",
     "write_overlay",
 ]
-
-NO_MEASUREMENT_EXIT_CODE = 3
-"""Exit status of ``fetalbiometry measure`` when the frame has no trustworthy measurement (not 2,
-which is argparse's usage error, nor 1, bad input)."""
 
 CV2_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """Frames read with OpenCV as grayscale (16-bit ones by their bit depth, see :func:`_from_bit_depth`);
