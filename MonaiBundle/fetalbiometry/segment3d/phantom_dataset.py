@@ -232,12 +232,12 @@ def write_phantom_datalist(
         workers: processes that generate phantoms at once.
     """
     outdir = Path(outdir)
-    jobs = [(key, dataset, index) for key, dataset in parts.items() for index in range(len(dataset))]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        entries = list(pool.map(_write_phantom, *zip(*[(d, i, outdir) for _, d, i in jobs])))
-    datalist: dict[str, list[dict[str, Any]]] = {key: [] for key in parts}
-    for (key, _, _), entry in zip(jobs, entries):
-        datalist[key].append(entry)
+        written = {
+            key: [pool.submit(_write_phantom, dataset, index, outdir) for index in range(len(dataset))]
+            for key, dataset in parts.items()
+        }
+        datalist = {key: [job.result() for job in jobs] for key, jobs in written.items()}
     path = outdir / "datalist.json"
     with atomic_output(path) as staging:
         staging.write_text(json.dumps(datalist, indent=1) + "\n", encoding="utf-8")
