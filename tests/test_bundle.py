@@ -26,7 +26,9 @@ from monai.bundle import ConfigParser, ckpt_export, onnx_export, verify_metadata
 import fetalbiometry
 from fetalbiometry.data.synthetic import make_head_volume
 from fetalbiometry.segment3d.phantom_dataset import PhantomDataset
-from fetalbiometry.weights import sha256_of
+from fetalbiometry.errors import InputError
+from fetalbiometry.planes2d.predictor import load_plane_predictor
+from fetalbiometry.weights import recorded_checksum, sha256_of
 from fetalbiometry.segment3d.losses import DeepSupervisedCrossEntropy, LabelCrossEntropyLoss
 from fetalbiometry.networks import VARIANTS, AutoContextCascade
 
@@ -100,6 +102,22 @@ def test_large_files_list_the_shipped_weights_with_the_metadata_checksums() -> N
     metadata = json.loads(META.read_text(encoding="utf-8"))
     assert {entry["path"]: entry["hash_val"] for entry in listed} == metadata["model_sha256"]
     assert all(entry["hash_type"] == "sha256" and "url" not in entry for entry in listed)  # shipped, never fetched
+
+
+def test_a_shipped_file_passed_by_its_path_is_checked_like_the_default(tmp_path) -> None:
+    metadata = json.loads(META.read_text(encoding="utf-8"))
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "MonaiBundle" / "configs", bundle / "configs")
+    shutil.copytree(REPO / "MonaiBundle" / "models", bundle / "models")
+    for relative, checksum in metadata["model_sha256"].items():
+        assert recorded_checksum(bundle, bundle / relative) == checksum
+        assert recorded_checksum(bundle, tmp_path / Path(relative).name) is None  # a user's own file
+    shipped = bundle / "models" / "hc_model.pt"
+    data = bytearray(shipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one weight changed: the file still loads, only its checksum tells
+    shipped.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="checksum|SHA-256"):
+        load_plane_predictor(shipped, "mtln.json", "cpu", bundle_root=bundle)
 
 
 def test_metadata_states_the_working_spacing_and_the_packages_the_configs_import() -> None:

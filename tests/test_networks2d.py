@@ -64,7 +64,7 @@ def count(module: torch.nn.Module) -> int:
 
 def head_sample(seed: int = 1, size: tuple[int, int] = SIZE) -> dict:
     """A synthetic head plane as a training sample with its boundary weight map."""
-    phantom = make_plane("head", seed, shape=size)
+    phantom = make_plane("head", seed, shape=size, image_model="cartesian")  # the plain model: a clear head in 6 steps
     t = phantom.truth
     ellipse = Ellipse(t["center_x_px"], t["center_y_px"], t["semi_axes_a_px"], t["semi_axes_b_px"], t["angle_rad"])
     sample = make_plane_sample(sitk.GetArrayFromImage(phantom.image), ellipse, t["pixel_size_mm"], size)
@@ -262,7 +262,7 @@ def test_femur_length_of_a_bar_within_one_pixel() -> None:
 def test_no_measurement_for_empty_cut_or_implausible_structures() -> None:
     with pytest.raises(NoMeasurementError, match="empty"):
         measure_plane(np.zeros((64, 64)), "head", 0.5)
-    cut = ellipse_to_mask(Ellipse(20.0, 80.0, 60.0, 45.0, 0.0), (160, 256))  # 40 px beyond the left edge
+    cut = ellipse_to_mask(Ellipse(-10.0, 80.0, 60.0, 45.0, 0.0), (160, 256))  # 44 % of its outline in the image
     with pytest.raises(NoMeasurementError, match="border"):
         measure_plane(cut, "head", 0.5)
     flat = ellipse_to_mask(Ellipse(128.0, 80.0, 60.0, 20.0, 0.0), (160, 256))
@@ -383,3 +383,19 @@ def test_hc18_samples_carry_the_reference_hc() -> None:
         assert sample["image"].shape == sample["label"].shape == sample["weight"].shape == (1, 160, 256)
         assert np.isclose(sample["weight"].max(), 31.0)
     assert dataset.max_hc_px() == max(item["hc_px"] for item in dataset.data)
+
+
+def test_weighted_dice_ce_takes_area_fractions_as_soft_targets() -> None:
+    logits = torch.randn(2, 2, 16, 16, generator=torch.Generator().manual_seed(5))
+    fractions = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(6))
+    loss = BoundaryWeightedDiceCELoss(smooth=0.0)(logits, fractions, torch.ones_like(fractions))
+    targets = torch.cat((1 - fractions, fractions), dim=1)
+    p = torch.softmax(logits, 1)[:, 1:]
+    dice = 1 - 2 * (p * fractions).sum((1, 2, 3)) / (p.sum((1, 2, 3)) + fractions.sum((1, 2, 3)))
+    assert torch.allclose(loss, F.cross_entropy(logits, targets) + dice.mean(), atol=1e-5)
+    # the loss is smallest where the prediction matches the fractions, not a rounded mask
+    exact = torch.log(targets.clamp_min(1e-6))
+    rounded = torch.log(torch.cat((fractions < 0.5, fractions >= 0.5), dim=1).float().clamp_min(1e-6))
+    criterion = BoundaryWeightedDiceCELoss(smooth=0.0)
+    weights = torch.ones_like(fractions)
+    assert criterion(exact, fractions, weights) < criterion(rounded, fractions, weights)

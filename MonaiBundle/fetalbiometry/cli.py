@@ -138,27 +138,32 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_hc(args: argparse.Namespace) -> int:
-    """Exit status 0 when every image was processed (measured, or reported without a
-    measurement), 1 when some image could not be read; the CSV is written in both cases."""
+    """Exit status 0 when every image was processed (measured, or flagged with a best-effort or
+    placeholder ellipse), 1 when some image could not be read; both CSVs are written in both cases."""
     from fetalbiometry.data.hc18 import read_pixel_sizes, write_submission
     from fetalbiometry.io import check_writable
-    from fetalbiometry.planes2d.commands import measure_hc_folder, overlay_path
+    from fetalbiometry.planes2d.commands import flags_path, measure_hc_folder, overlay_path, write_flags
 
     pixel_sizes = read_pixel_sizes(args.pixel_size_csv)
     frames = [args.images_dir / name for name in pixel_sizes]
-    outputs = [args.out]
+    flags = flags_path(args.out) if args.flags_csv is None else args.flags_csv
+    if flags.resolve() == args.out.resolve():
+        raise InputError(f"--flags-csv {flags} is the submission CSV; choose another path")
+    outputs = [args.out, flags]
     if args.overlays is not None:
         outputs += [overlay_path(args.overlays, name) for name in pixel_sizes]
     _refuse_overwriting_input(outputs, args.pixel_size_csv, args.model, *frames)
     check_writable(args.out)
+    check_writable(flags)
     from fetalbiometry.planes2d.predictor import load_plane_predictor  # PyTorch: only once the input is known good
 
     predictor = load_plane_predictor(args.model, args.network_config, args.device, plane="head")
     batch = measure_hc_folder(predictor, args.images_dir, pixel_sizes, args.overlays)
     write_submission(args.out, batch.ellipses_mm)
+    write_flags(flags, batch.rows)
     for line in batch.problem_lines():
         print(line, file=sys.stderr)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and {flags}")
     print(batch.summary())
     return batch.exit_code
 
@@ -339,9 +344,12 @@ def add_hc_parser(commands: Commands) -> None:
         help="head circumference of every HC18 frame of a folder, as the challenge's submission CSV",
         description="Fit the head ellipse of every image listed in an HC18 pixel-size CSV and write the "
         "submission CSV (filename, center_x_mm, center_y_mm, semi_axes_a_mm, semi_axes_b_mm, angle_rad). "
-        "An image without a trustworthy measurement, or that cannot be read, keeps an empty row and is "
-        "reported on stderr. Exit status: 0 when every image was processed (measured or not), 1 when "
-        "some image could not be read or on bad input.",
+        "Every row gets an ellipse: a head cut by the image border is fitted to its visible outline and "
+        "extrapolated; a head without a trustworthy measurement gets its best-effort ellipse, a frame "
+        "without any head a placeholder circle at its centre; only an image that cannot be read keeps an "
+        "empty row. Such frames are reported on stderr, one line each, and every frame in the flags CSV "
+        "(filename, hc_mm, outline_inside_fraction, note). Exit status: 0 when every image was processed, "
+        "1 when some image could not be read or on bad input.",
     )
     parser.add_argument("images_dir", type=Path, help="folder of the images (e.g. HC18 test_set/)")
     parser.add_argument(
@@ -352,7 +360,14 @@ def add_hc_parser(commands: Commands) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     parser.add_argument(
-        "--overlays", type=Path, default=None, help="folder for one <name>_overlay.png per measured image"
+        "--flags-csv", type=Path, default=None, help="flags CSV to write (default: <out stem>.flags.csv beside --out)"
+    )
+    parser.add_argument(
+        "--overlays",
+        type=Path,
+        default=None,
+        help="folder for one <name>_overlay.png per image with a fitted ellipse (green: measured, magenta: "
+        "cut by the border, red: best-effort)",
     )
     _add_plane_model_arguments(parser)
     parser.set_defaults(handler=cmd_hc)

@@ -23,6 +23,7 @@ __all__ = [
     "fit_weights",
     "load_weights",
     "read_weights",
+    "recorded_checksum",
     "resolve_device",
     "sha256_of",
 ]
@@ -52,6 +53,19 @@ def expected_checksum(bundle_root: Path, relative_path: str) -> str | None:
     """The SHA-256 that ``metadata.json`` records for a shipped file, if any."""
     metadata = json.loads((bundle_root / "configs" / "metadata.json").read_text(encoding="utf-8"))
     return metadata.get("model_sha256", {}).get(relative_path) or None
+
+
+def recorded_checksum(bundle_root: Path, path: str | Path) -> str | None:
+    """The SHA-256 ``metadata.json`` records for ``path`` if it is one of the bundle's shipped files.
+
+    A user who passes a shipped file by its path (``fetalbiometry hc --model
+    MonaiBundle/models/hc_model_synthetic_only.pt``) gets it checked as the default model is.
+    """
+    try:
+        relative = Path(path).resolve().relative_to(Path(bundle_root).resolve())
+    except ValueError:  # not inside the bundle: a user's own weights
+        return None
+    return expected_checksum(bundle_root, relative.as_posix())
 
 
 def check_model_file(path: Path) -> None:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "FetalHeadSeg"))
 from FetalHeadSegLib import results  # noqa: E402
 
 SPATIAL_SIZE = (128, 192)  # a 160 x 240 phantom is letterboxed at scale 0.8
-HEAD_KEYS = {"plane", "hc_mm", "bpd_mm", "ofd_mm", "ellipse", "pixel_size_mm"} | {
+HEAD_KEYS = {"plane", "hc_mm", "bpd_mm", "ofd_mm", "ellipse", "outline_inside_fraction", "pixel_size_mm"} | {
     "ga_weeks_hadlock", "ga_weeks_intergrowth", "centile"
 }
 
@@ -125,7 +125,7 @@ def test_measure_head_json_keys_units_and_overlay(tmp_path, capsys, use_network)
     )
     assert code == 0
     assert set(report) == HEAD_KEYS and report["plane"] == "head"
-    assert report["pixel_size_mm"] == pytest.approx(pixel_size)
+    assert report["pixel_size_mm"] == pytest.approx(pixel_size) and report["outline_inside_fraction"] == 1.0
     hc = report["hc_mm"]
     assert hc == pytest.approx(truth["hc_mm"], rel=0.02)
     assert report["bpd_mm"] == pytest.approx(truth["bpd_mm"], rel=0.03)
@@ -290,10 +290,10 @@ def test_measure_refuses_to_draw_over_its_input(tmp_path, capsys):
 
 # --- hc -----------------------------------------------------------------------------------------------
 
-# (file name, ellipse in pixels) of 160 x 240 frames; the second runs out of the frame
+# (file name, ellipse in pixels) of 160 x 240 frames; the second runs out of the frame (95 % of its outline inside)
 HC_FRAMES = {
     "001_HC.png": Ellipse(120.0, 80.0, 60.0, 45.0, 0.4),
-    "002_HC.png": Ellipse(210.0, 80.0, 60.0, 45.0, 0.0),
+    "002_HC.png": Ellipse(196.0, 80.0, 45.0, 35.0, 0.3),
     "003_2HC.png": Ellipse(110.0, 75.0, 50.0, 40.0, 2.0),
 }
 
@@ -310,7 +310,12 @@ def _hc_folder(folder: Path, pixel_size: float = 0.25, missing: str | None = "00
     return csv_path
 
 
-def test_hc_submission_rows_overlays_and_report(tmp_path, capsys, use_network):
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_hc_submission_rows_flags_overlays_and_report(tmp_path, capsys, use_network):
     frames = tmp_path / "frames"
     frames.mkdir()
     csv_path = _hc_folder(frames)
@@ -324,33 +329,91 @@ def test_hc_submission_rows_overlays_and_report(tmp_path, capsys, use_network):
         rows = list(csv.reader(handle))
     assert rows[0] == list(hc18.SUBMISSION_COLUMNS)
     assert [row[0] for row in rows[1:]] == ["001_HC.png", "002_HC.png", "003_2HC.png", "004_HC.png"]
-    assert rows[2][1:] == [""] * 5 and rows[4][1:] == [""] * 5
+    assert rows[4][1:] == [""] * 5  # only the frame that cannot be read has no ellipse
     submission = hc18.read_submission(out)
-    for name in ("001_HC.png", "003_2HC.png"):
+    for name in HC_FRAMES:  # the border-cut 002 too, its ellipse extrapolated
         expected = HC_FRAMES[name].to_mm(0.25)
         got = submission[name]
         assert (got.cx, got.cy) == pytest.approx((expected.cx, expected.cy), abs=0.1)
         assert got.circumference == pytest.approx(expected.circumference, rel=0.01)
         assert got.theta == pytest.approx(expected.theta, abs=0.02)
 
+    flags = _csv_rows(tmp_path / "submission.flags.csv")
+    assert list(flags[0]) == ["filename", "hc_mm", "outline_inside_fraction", "note"]
+    assert [row["filename"] for row in flags] == [row[0] for row in rows[1:]]
+    assert [row["note"] == "" for row in flags] == [True, False, True, False]
+    assert float(flags[0]["outline_inside_fraction"]) == 1.0
+    assert float(flags[1]["outline_inside_fraction"]) == pytest.approx(0.95, abs=0.02)
+    assert float(flags[1]["hc_mm"]) == pytest.approx(submission["002_HC.png"].circumference)
+    assert flags[3]["hc_mm"] == flags[3]["outline_inside_fraction"] == ""
+
     problems = captured.err.strip().splitlines()
     assert len(problems) == 2
-    assert problems[0].startswith("002_HC.png: no measurement: ") and "border" in problems[0]
+    assert problems[0].startswith("002_HC.png: border-cut: 96% of the head's outline in the image")
     assert problems[1].startswith("004_HC.png: error: ") and "not found" in problems[1]
-    assert "4 images, 2 measured, 1 without a measurement, 1 could not be read" in captured.out
-    assert sorted(path.name for path in overlays.iterdir()) == ["001_HC_overlay.png", "003_2HC_overlay.png"]
+    assert "4 images, 3 measured (1 cut by the border), 0 without a measurement" in captured.out
+    assert ", 1 could not be read" in captured.out
+    assert sorted(path.name for path in overlays.iterdir()) == [f"{Path(name).stem}_overlay.png" for name in HC_FRAMES]
+    drawn = cv2.imread(str(overlays / "002_HC_overlay.png"), cv2.IMREAD_COLOR).astype(int)
+    magenta = (drawn[..., 0] - drawn[..., 1] > 100) & (drawn[..., 2] - drawn[..., 1] > 100)
+    on_outline = np.round(ellipse_outline(HC_FRAMES["002_HC.png"], 90)).astype(int)
+    on_outline = on_outline[on_outline[:, 0] < 239]  # the part in the image
+    assert magenta[on_outline[:, 1], on_outline[:, 0]].mean() > 0.8
 
 
-def test_hc_without_measurements_leaves_rows_empty_and_exits_0(tmp_path, capsys, blank_mtln):
+def test_hc_without_a_head_writes_placeholders_and_exits_0(tmp_path, capsys, blank_mtln):
     csv_path = _hc_folder(tmp_path, missing=None)
-    out = tmp_path / "submission.csv"
+    out, flags = tmp_path / "submission.csv", tmp_path / "flags" / "why.csv"
     model = ["--model", str(blank_mtln), "--device", "cpu"]
-    code = main(["hc", str(tmp_path), "--pixel-size-csv", str(csv_path), "--out", str(out), *model])
+    code = main(["hc", str(tmp_path), "--pixel-size-csv", str(csv_path), "--out", str(out), "--flags-csv", str(flags), *model])
     captured = capsys.readouterr()
     assert code == 0
-    assert hc18.read_submission(out) == {name: None for name in HC_FRAMES}
-    assert captured.out.strip().splitlines()[-1] == "3 images, 0 measured, 3 without a measurement"
-    assert all("no measurement: no HC: empty mask" in line for line in captured.err.strip().splitlines())
+    placeholder = Ellipse(119.5 * 0.25, 79.5 * 0.25, 40 * 0.25, 40 * 0.25, 0.0)  # a circle at the centre
+    assert hc18.read_submission(out) == {name: placeholder for name in HC_FRAMES}
+    assert captured.out.strip().splitlines()[-1] == (
+        "3 images, 0 measured (0 cut by the border), 3 without a measurement (0 best-effort ellipses, 3 placeholders)"
+    )
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 3 and all(line.endswith("no measurement: no HC: empty mask, nothing was segmented; placeholder ellipse") for line in lines)
+    assert [row["note"] for row in _csv_rows(flags)] == [line.split(": ", 1)[1] for line in lines]
+
+
+def test_hc_writes_a_best_effort_ellipse_for_a_head_it_would_refuse(tmp_path, capsys, use_network):
+    head = Ellipse(-30.0, 80.0, 60.0, 45.0, 0.0)  # 32 % of its outline in the frame
+    cv2.imwrite(str(tmp_path / "001_HC.png"), ellipse_to_mask(head, (160, 240)).astype(np.uint8) * 200)
+    csv_path = tmp_path / "pixel_size.csv"
+    csv_path.write_text("filename,pixel size(mm)\n001_HC.png,0.25\n", encoding="utf-8")
+    use_network(BrightPixels())
+    out = tmp_path / "submission.csv"
+    assert main(["hc", str(tmp_path), "--pixel-size-csv", str(csv_path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    best_effort = hc18.read_submission(out)["001_HC.png"]  # from a third of the outline: rough, but a number
+    assert best_effort.circumference == pytest.approx(head.to_mm(0.25).circumference, rel=0.1)
+    assert captured.err.startswith("001_HC.png: no measurement: no HC: the head is cut by the image border (only ")
+    assert captured.err.strip().endswith("; best-effort ellipse")
+    assert "1 without a measurement (1 best-effort ellipses, 0 placeholders)" in captured.out
+
+
+def test_measure_a_head_cut_by_the_border_reports_its_flag(tmp_path, capsys, use_network):
+    head = HC_FRAMES["002_HC.png"]
+    image = tmp_path / "cut.png"
+    cv2.imwrite(str(image), ellipse_to_mask(head, (160, 240)).astype(np.uint8) * 200)
+    use_network(BrightPixels())
+    code, report = _run_json(["measure", str(image), "--pixel-size", "0.25"], capsys)
+    assert code == 0 and set(report) == HEAD_KEYS
+    assert report["hc_mm"] == pytest.approx(head.circumference * 0.25, rel=0.01)
+    assert report["outline_inside_fraction"] == pytest.approx(0.95, abs=0.02)
+    assert main(["measure", str(image), "--pixel-size", "0.25"]) == 0
+    assert "border-cut: 96% of the ellipse's outline in the image, the rest extrapolated" in capsys.readouterr().out
+
+
+def test_measure_refuses_a_head_mostly_out_of_the_frame(tmp_path, capsys, use_network):
+    image = tmp_path / "cut.png"
+    cv2.imwrite(str(image), ellipse_to_mask(Ellipse(-30.0, 80.0, 60.0, 45.0, 0.0), (160, 240)).astype(np.uint8) * 200)
+    use_network(BrightPixels())
+    code, report = _run_json(["measure", str(image), "--pixel-size", "0.25"], capsys)
+    assert code == NO_MEASUREMENT_EXIT_CODE and set(report) == {"plane", "no_measurement"}
+    assert "cut by the image border" in report["no_measurement"] and "below 90%" in report["no_measurement"]
 
 
 def test_hc_refuses_to_overwrite_its_csv(tmp_path, capsys):
@@ -359,6 +422,16 @@ def test_hc_refuses_to_overwrite_its_csv(tmp_path, capsys):
     assert main(["hc", str(tmp_path), "--pixel-size-csv", str(csv_path), "--out", str(csv_path)]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert csv_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("flags", ["training_set_pixel_size_and_HC.csv", "submission.csv"])
+def test_hc_refuses_flags_over_its_input_or_its_submission(tmp_path, capsys, flags):
+    csv_path = _hc_folder(tmp_path)
+    before = csv_path.read_bytes()
+    argv = ["hc", str(tmp_path), "--pixel-size-csv", str(csv_path), "--out", str(tmp_path / "submission.csv")]
+    assert main([*argv, "--flags-csv", str(tmp_path / flags)]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert csv_path.read_bytes() == before and not (tmp_path / "submission.csv").exists()
 
 
 def test_default_network_is_the_shipped_plane_network():

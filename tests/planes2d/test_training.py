@@ -30,16 +30,18 @@ from fetalbiometry.data.hc18_dataset import (
     affine_rectangle,
     letterbox,
     make_plane_sample,
+    structure_area_fractions,
     structure_to_mask,
 )
 from fetalbiometry.data.plane_dataset import SyntheticPlaneDataset, read_plane_datalist
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.errors import InputError
 from fetalbiometry.planes2d.losses import MultiTaskUNetLoss, regression_loss
-from fetalbiometry.planes2d.data import CombinedPlanes, DatalistPlanes, HC18Planes, SyntheticPlanes
+from fetalbiometry.planes2d.data import CombinedPlanes, DatalistPlanes, HC18Planes, PhantomPlanes, SyntheticPlanes
 from fetalbiometry.planes2d.evaluation import PlaneCase, datalist_case, evaluate_case
 from fetalbiometry.planes2d.predictor import PlanePredictor, load_plane_predictor, network_outputs
 from fetalbiometry.planes2d.training import PlaneLoss, hc18_splits
+from fetalbiometry.planes2d.transforms import BoundaryWeightMapd
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "MonaiBundle" / "configs"
@@ -124,6 +126,22 @@ def test_multitask_unet_trains_on_synthetic_planes(tmp_path):
     assert predictor.network.size_divisor == 32
     frame = sitk.GetArrayFromImage(make_plane("femur", 7).image)
     assert predictor.predict(frame).plane in PLANE_CLASSES
+
+
+def test_synthetic_only_mtln_trains_without_hc18_and_is_measured_on_it(tmp_path):
+    """``mtln_synthetic_only.json``: phantom heads through the HC18 recipe; HC18 is only the test set."""
+    networks = ["mtln.json", "mtln_synthetic_only.json"]
+    lengths = {"training": 2, "validation": 1, "test": 0}
+    args = {"features": [8, 8, 16, 16, 16], "phantom_lengths": lengths, "frame_shape": [135, 200]}
+    args |= {"augmentations": IDENTITY_ONLY, "label_supersampling": 2, "cache_workers": 1}
+    bundle("training", networks, tmp_path, hc18_dir=str(tmp_path / "no-hc18-here"), **args)
+    assert (tmp_path / "models" / "model.pt").is_file()
+    needs_hc18()
+    bundle("evaluating", networks, tmp_path, hc18_dir=str(HC18_DIR), max_images=2, **args)
+    summary = json.loads((tmp_path / "evaluation" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["images"] == 2
+    rows = (tmp_path / "evaluation" / "per_image.csv").read_text(encoding="utf-8").splitlines()
+    assert all(row.split(",")[0].endswith(".png") for row in rows[1:])
 
 
 def test_multitask_unet_trains_on_hc18_heads_with_synthetic_abdomens_and_femurs(tmp_path):
@@ -434,3 +452,46 @@ def test_zscore_at_inference_equals_the_training_transform():
     inferred = predictor._network_input(frame)[0][0].numpy()
     assert np.array_equal(trained, inferred)
     assert abs(float(inferred.mean())) < 1e-5 and float(inferred.std()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_supersampled_labels_give_the_area_inside_the_reference_ellipse() -> None:
+    ellipse = Ellipse(40.3, 30.7, 17.35, 11.2, 0.4)
+    shape = (64, 96)
+    hard = structure_area_fractions(ellipse, shape, 1)
+    soft = structure_area_fractions(ellipse, shape, 8)
+    np.testing.assert_array_equal(hard, structure_to_mask(ellipse, shape))
+    assert soft.dtype == np.float32 and 0.0 <= soft.min() and soft.max() <= 1.0
+    fractional = (soft > 0.0) & (soft < 1.0)
+    assert fractional.any() and not ((hard > 0) ^ (soft >= 0.5))[~fractional].any()
+    area = math.pi * ellipse.a * ellipse.b
+    assert abs(soft.sum() - area) < 0.2 * abs(hard.sum() - area) + 0.5
+    assert abs(soft.sum() - area) / area < 0.005
+    with pytest.raises(InputError, match="supersampling"):
+        structure_area_fractions(ellipse, shape, 0)
+
+
+def test_a_sample_with_supersampled_labels_keeps_the_boundary_weights() -> None:
+    frame = (np.random.default_rng(0).random((120, 180)) * 255).astype(np.uint8)
+    ellipse = Ellipse(90.0, 60.0, 40.0, 30.0, 0.3)
+    hard = make_plane_sample(frame, ellipse, 0.2, (64, 96))
+    soft = make_plane_sample(frame, ellipse, 0.2, (64, 96), label_supersampling=4)
+    assert set(np.unique(hard["label"])) == {0.0, 1.0}
+    assert len(np.unique(soft["label"])) > 2
+    weight = BoundaryWeightMapd(keys="label")
+    np.testing.assert_allclose(weight(soft)["weight"], weight({"label": soft["label"] > 0.5})["weight"])
+
+
+def test_phantom_planes_are_annotated_frames_framed_like_hc18_and_the_same_in_parallel():
+    lengths, seeds = {"training": 2, "validation": 1, "test": 0}, {"training": 0, "validation": 100, "test": 200}
+    framing = {"shape": (135, 200), "ga_range": (20.0, 30.0), "fill_range": (0.6, 0.8)}
+    serial = PhantomPlanes(lengths, seeds, **framing)
+    parallel = PhantomPlanes(lengths, seeds, **framing, num_workers=2)
+    assert [plane.name for plane in serial.parts["training"]] == ["head-0", "head-1"]
+    for one, other in zip(serial.parts["training"], parallel.parts["training"]):
+        np.testing.assert_array_equal(one.read_frame(), other.read_frame())
+        assert one.structure == other.structure and one.frame_shape == (135, 200)
+        # the head's mean size at its drawn age spans 0.6-0.8 of the rows, give or take its own z-score
+        assert 0.45 < 2.0 * math.sqrt(one.structure.a * one.structure.b) / 135 < 1.0
+    assert [case.name for case in serial.cases("validation")] == ["head-100"]
+    with pytest.raises(ValueError, match="overlap"):
+        PhantomPlanes({"training": 200, "validation": 1, "test": 0}, seeds)

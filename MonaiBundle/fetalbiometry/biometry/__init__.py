@@ -40,5 +40,6 @@ from fetalbiometry.biometry.planes import (
     ellipse_bounding_box,
     ellipse_overhang,
     measure_plane,
+    outline_inside_fraction,
 )
 from fetalbiometry.biometry.rectangle import Rectangle, femur_length, fit_min_area_rectangle, rectangle_to_mask

@@ -7,6 +7,15 @@ from skimage.measure import find_contours, label
 
 from fetalbiometry.errors import EmptyMaskError, InputError
 
+EDGE_MARGIN_PX = 3.0
+"""Boundary points closer than this (pixels) to the image's edge are not a structure's boundary.
+
+Where a mask runs out of the image its contour follows the edge (at -0.5 or size - 0.5). A network's
+mask often stops a pixel or two short of the edge instead: the shipped HC model's head masks end at
+row 3 of HC18 frames whose skull runs on. On 40 HC18 frames cropped to leave 75 % of the reference
+ellipse in view, leaving out 3 px rather than the edge alone took the shipped model's mean HC error
+from -7.6 % to -5.5 %; more did not help, and on the 799 uncropped frames it moved one HC by 0.1 mm."""
+
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """Keep the largest 8-connected component of a 2D mask.
@@ -64,3 +73,29 @@ def boundary_points_xy(mask: np.ndarray) -> np.ndarray:
     padded = np.pad(crop, 1).astype(np.float64)
     outer = max(find_contours(padded, 0.5), key=len)
     return np.stack([outer[:, 1] + left - 1, outer[:, 0] + top - 1], axis=1)
+
+
+def visible_boundary_points_xy(mask: np.ndarray) -> np.ndarray:
+    """:func:`boundary_points_xy` less the points within :data:`EDGE_MARGIN_PX` of the image's edge.
+
+    Where a structure runs out of the image, its boundary there is the image's edge (the contour
+    between the last row or column of pixels and the padding), not the structure's: what remains
+    is the boundary that the image shows.
+
+    Args:
+        mask: 2D array; non-zero pixels are foreground.
+
+    Returns:
+        (N, 2) float array of boundary points, x = column, y = row, in pixels; all of
+        :func:`boundary_points_xy` when the structure keeps :data:`EDGE_MARGIN_PX` from the edge.
+
+    Raises:
+        InputError: the mask is not 2D.
+        EmptyMaskError: the mask has no foreground pixel.
+    """
+    points = boundary_points_xy(mask)
+    rows, columns = np.asarray(mask).shape
+    low = -0.5 + EDGE_MARGIN_PX
+    x, y = points[:, 0], points[:, 1]
+    inside = (x > low) & (y > low) & (x < columns - 1 - low) & (y < rows - 1 - low)
+    return points[inside]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from fetalbiometry.biometry.contour import boundary_points_xy
+from fetalbiometry.biometry.contour import boundary_points_xy, visible_boundary_points_xy
 from fetalbiometry.errors import EmptyMaskError, InputError, NoMeasurementError
 
 __all__ = [
@@ -159,7 +159,7 @@ def fit_ellipse(points_xy: np.ndarray) -> Ellipse:
     return Ellipse(*(float(v) for v in params)).normalized()
 
 
-def fit_ellipse_to_mask(mask: np.ndarray) -> Ellipse:
+def fit_ellipse_to_mask(mask: np.ndarray, visible_only: bool = False) -> Ellipse:
     """Fit an ellipse to the outer boundary of the largest connected component of a mask.
 
     The boundary is sub-pixel (:func:`~fetalbiometry.biometry.contour.boundary_points_xy`),
@@ -168,6 +168,10 @@ def fit_ellipse_to_mask(mask: np.ndarray) -> Ellipse:
 
     Args:
         mask: 2D array; non-zero pixels are the structure (head or abdomen).
+        visible_only: fit only the boundary the image shows
+            (:func:`~fetalbiometry.biometry.contour.visible_boundary_points_xy`): where the structure
+            runs out of the image, the straight stretch along the image's edge is left out and the
+            ellipse extrapolated past it. The same fit when the structure does not touch the edge.
 
     Returns:
         The fitted ellipse in pixels.
@@ -177,7 +181,7 @@ def fit_ellipse_to_mask(mask: np.ndarray) -> Ellipse:
         EmptyMaskError: the mask is empty.
         NoMeasurementError: the component is too small or degenerate for an ellipse.
     """
-    points = boundary_points_xy(mask)
+    points = visible_boundary_points_xy(mask) if visible_only else boundary_points_xy(mask)
     if len(points) < 5:
         raise NoMeasurementError(f"the structure is too small for an ellipse ({len(points)} boundary points)")
     return fit_ellipse(points)

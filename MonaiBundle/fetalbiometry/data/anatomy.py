@@ -38,12 +38,17 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from fetalbiometry.biometry.ellipse import Ellipse, ramanujan_circumference
-from fetalbiometry.biometry.growth import INTERGROWTH_GA_RANGE_WEEKS, intergrowth_mean_sd
+from fetalbiometry.biometry.growth import (
+    INTERGROWTH_GA_RANGE_WEEKS,
+    intergrowth_mean_sd,
+)
 from fetalbiometry.data.ultrasound import Bone, Ellipsoid, FourierNoise
 from fetalbiometry.errors import InputError
 
 __all__ = [
+    "ATTENUATION_PER_MM",
     "ECHO_LEVEL",
+    "SCATTERER_DENSITY",
     "AbdomenSlice",
     "FemurSlice",
     "HeadAnatomy",
@@ -52,6 +57,7 @@ __all__ = [
     "PlaneScene",
     "Posed",
     "Scene",
+    "acoustic_properties",
     "check_ga",
     "check_seed",
     "femur_diaphysis_width_mm",
@@ -76,6 +82,38 @@ ECHO_LEVEL: dict[str, float] = {
     "falx": 195.0,
     "choroid": 205.0,
     "bone": 255.0,
+}
+
+# Fraction (0-1) of the polar image samples holding a scatterer (fetalbiometry.data.ultrasound.scatterers):
+# 1 for dense tissue (fully developed speckle); brain and fat are sparse, so their speckle is spotty.
+SCATTERER_DENSITY: dict[str, float] = {
+    "fluid": 1.0,
+    "csf": 1.0,
+    "eye": 1.0,
+    "thalamus": 0.5,
+    "brain": 0.12,
+    "cartilage": 0.5,
+    "cerebellum": 0.5,
+    "fat": 0.4,
+    "myometrium": 0.8,
+    "soft_tissue": 1.0,
+    "muscle": 0.8,
+    "placenta": 1.0,
+    "skin": 1.0,
+    "falx": 1.0,
+    "choroid": 1.0,
+    "bone": 1.0,
+}
+
+# Pulse-echo (round trip) amplitude attenuation in nepers/mm: about 0.5 dB/cm/MHz at 2.5 MHz for soft
+# tissue, little for fluid. Bones are not here: their shadows are computed from their geometry
+# (fetalbiometry.data.ultrasound.Bone), so bone counts as soft tissue in this table.
+ATTENUATION_PER_MM: dict[str, float] = {
+    **{tissue: 0.03 for tissue in ECHO_LEVEL},
+    "fluid": 0.002,
+    "csf": 0.002,
+    "eye": 0.004,
+    "brain": 0.02,
 }
 
 _GA_RANGE_3D = (20.0, 31.0)  # the 3D paper's volunteers (section 2.1)
@@ -155,6 +193,22 @@ def _size_for_age(measure: str, ga_weeks: float, z_score: float) -> float:
 def _size_z_score(rng: np.random.Generator) -> float:
     """A subject's size z-score: N(0, 1) truncated to ±2."""
     return float(np.clip(rng.standard_normal(), -_SIZE_Z_LIMIT, _SIZE_Z_LIMIT))
+
+
+def acoustic_properties(echo_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scatterer density and attenuation (:data:`SCATTERER_DENSITY`, :data:`ATTENUATION_PER_MM`) at
+    points known by their echo level: each tissue's own at its :data:`ECHO_LEVEL`, interpolated
+    between the tissues' levels (textured tissue, partial-volume boundaries, specular bone).
+
+    Returns:
+        (density, attenuation per mm), float32 arrays of ``echo_level``'s shape.
+    """
+    tissues = sorted(ECHO_LEVEL, key=ECHO_LEVEL.__getitem__)
+    levels = [ECHO_LEVEL[tissue] for tissue in tissues]
+    return tuple(
+        np.interp(echo_level, levels, [table[tissue] for tissue in tissues]).astype(np.float32)
+        for table in (SCATTERER_DENSITY, ATTENUATION_PER_MM)
+    )
 
 
 def check_ga(ga_weeks: float) -> float:

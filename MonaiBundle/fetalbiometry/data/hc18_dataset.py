@@ -7,7 +7,7 @@ the femur's bar (a :class:`~fetalbiometry.biometry.Rectangle` between the two en
 - ``"image"``: float32 (1, H, W), intensities / 255, the frame scaled to fit ``spatial_size``
   with its aspect kept and zero-padded at the bottom and right (letterbox);
 - ``"label"``: float32 (1, H, W), the filled reference structure (1 = head, abdomen or femur) on
-  that grid;
+  that grid, or with ``label_supersampling`` the fraction of each pixel inside it;
 - ``"ellipse"``: float32 (5,), the ellipse normalised for the MTLN's Ellipse Tuner
   (:func:`fetalbiometry.networks.mtln.encode_ellipse`); for a femur, the ellipse inscribed in
   its bar;
@@ -91,6 +91,7 @@ __all__ = [
     "letterbox",
     "letterbox_matrix",
     "make_plane_sample",
+    "structure_area_fractions",
     "measured_length",
     "structure_overhang",
     "structure_to_mask",
@@ -173,6 +174,28 @@ def structure_to_mask(structure: PlaneStructure, shape: Sequence[int]) -> np.nda
     if isinstance(structure, Rectangle):
         return rectangle_to_mask(structure, tuple(shape))
     return ellipse_to_mask(structure, tuple(shape))
+
+
+def structure_area_fractions(structure: PlaneStructure, shape: Sequence[int], supersampling: int = 1) -> np.ndarray:
+    """The fraction of each pixel of ``shape`` (rows, columns) that a structure covers, float32 in [0, 1].
+
+    Each pixel is sampled at ``supersampling``² points of a regular sub-grid (the pixel centre
+    alone for 1, which is :func:`structure_to_mask`). A training target made this way keeps where
+    the reference boundary runs inside a pixel, which a 0/1 mask rounds to the pixel: on an HC18
+    frame letterboxed to 160 x 256, one network pixel is 3.4 frame pixels.
+
+    Raises:
+        InputError: ``supersampling`` is not a positive integer.
+    """
+    if isinstance(supersampling, bool) or not isinstance(supersampling, int) or supersampling < 1:
+        raise InputError(f"label supersampling must be a positive integer, got {supersampling!r}")
+    rows, columns = shape
+    if supersampling == 1:
+        return structure_to_mask(structure, shape).astype(np.float32)
+    fine_shape = (rows * supersampling, columns * supersampling)
+    fine_matrix, _ = letterbox_matrix(shape, fine_shape)  # pixel (x, y) -> s(x + 1/2) - 1/2 on the sub-grid
+    fine = structure_to_mask(affine_structure(structure, fine_matrix), fine_shape).astype(np.float32)
+    return fine.reshape(rows, supersampling, columns, supersampling).mean(axis=(1, 3))
 
 
 def structure_overhang(structure: PlaneStructure, shape: Sequence[int]) -> float:
@@ -421,6 +444,7 @@ def make_plane_sample(
     filename: str = "",
     reference_mm: float | None = None,
     plane: str = "head",
+    label_supersampling: int = 1,
 ) -> dict[str, Any]:
     """A training sample (see the module docstring) from a 2D frame and its reference structure.
 
@@ -434,6 +458,8 @@ def make_plane_sample(
         reference_mm: reference HC, AC or FL in mm; the structure's (:func:`measured_length`)
             when None.
         plane: ``"head"``, ``"abdomen"`` or ``"femur"``.
+        label_supersampling: 1 for a 0/1 ``label``; more for the fraction of each pixel inside the
+            structure (:func:`structure_area_fractions`), a target finer than the pixel.
 
     Returns:
         the sample dict.
@@ -451,7 +477,7 @@ def make_plane_sample(
     out_pixel_size = pixel_size / (scale * augmentation.zoom)
     return {
         "image": augmentation.apply(scaled)[None],
-        "label": structure_to_mask(moved, spatial_size).astype(np.float32)[None],
+        "label": structure_area_fractions(moved, spatial_size, label_supersampling)[None],
         "ellipse": encode_ellipse(_tuner_ellipse(moved), spatial_size),
         "hc_px": measured_length(moved),
         "hc_mm": measured_length(moved) * out_pixel_size if reference_mm is None else reference_mm,
@@ -507,6 +533,7 @@ class PlaneSampleDataset(Dataset):
         augmentations: per frame, e.g. :data:`MTLN_AUGMENTATIONS`; the identity alone by default.
         transform: applied to each sample dict (e.g. ``BoundaryWeightMapd``).
         head_crop: add the windows around the reference ellipses, or None.
+        label_supersampling: as in :func:`make_plane_sample` (1: 0/1 labels).
 
     Raises:
         InputError: ``head_crop`` is neither a :class:`HeadCrop` nor None.
@@ -519,8 +546,10 @@ class PlaneSampleDataset(Dataset):
         augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
         transform: Callable | None = None,
         head_crop: HeadCrop | None = None,
+        label_supersampling: int = 1,
     ) -> None:
         self.spatial_size = tuple(spatial_size)
+        self.label_supersampling = label_supersampling
         head_crop = require_head_crop(head_crop)
         items = []
         for plane in planes:
@@ -564,6 +593,7 @@ class PlaneSampleDataset(Dataset):
             plane.name,
             plane.reference_mm,
             plane.plane,
+            self.label_supersampling,
         )
         return apply_transform(self.transform, sample) if self.transform is not None else sample
 
@@ -609,6 +639,7 @@ class HC18PlaneDataset(PlaneSampleDataset):
         augmentations: per record, e.g. :data:`MTLN_AUGMENTATIONS`; the identity alone by default.
         transform: applied to each sample dict (e.g. ``BoundaryWeightMapd``).
         head_crop: add the windows around the heads (see :class:`PlaneSampleDataset`), or None.
+        label_supersampling: as in :func:`make_plane_sample` (1: 0/1 labels).
 
     Raises:
         InputError: a record has no annotation.
@@ -621,6 +652,7 @@ class HC18PlaneDataset(PlaneSampleDataset):
         augmentations: Sequence[PlaneAugmentation] = (IDENTITY,),
         transform: Callable | None = None,
         head_crop: HeadCrop | None = None,
+        label_supersampling: int = 1,
     ) -> None:
         planes = [hc18_plane(record) for record in records]
-        super().__init__(planes, spatial_size, augmentations, transform, head_crop)
+        super().__init__(planes, spatial_size, augmentations, transform, head_crop, label_supersampling)

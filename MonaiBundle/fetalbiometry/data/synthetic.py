@@ -18,8 +18,9 @@ abdominal plane and the femur, in an HC18-like sector image.
 
 :mod:`fetalbiometry.data.anatomy` defines the tissues as functions of position in millimetres and
 :mod:`fetalbiometry.data.ultrasound` the scanner (sector, depth attenuation, acoustic shadows,
-speckle); the grid only samples them, so one subject gives the same anatomy at any shape, spacing or
-orientation. Everything is deterministic by seed. :func:`write_phantoms` writes cohorts to disk.
+speckle: the polar or Cartesian B-mode model of :func:`scan`, docs/phantoms.md); the grid only
+samples them, so one subject gives the same anatomy at any shape, spacing or orientation.
+Everything is deterministic by seed. :func:`write_phantoms` writes cohorts to disk.
 
 The world frame is the image's physical space, with its origin at the centre of the volume; the
 probe looks along +y.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,11 +50,24 @@ from fetalbiometry.data.anatomy import (
     MaternalTissue,
     Posed,
     Scene,
+    acoustic_properties,
     check_ga,
     check_seed,
     rotation_2d,
 )
-from fetalbiometry.data.ultrasound import SectorProbe, bmode, rayleigh_speckle, transmission
+from fetalbiometry.data.ultrasound import (
+    CartesianGrid,
+    FourierNoise,
+    PointSpreadFunction,
+    PolarGrid,
+    SectorProbe,
+    bmode,
+    echo_amplitude,
+    log_compress,
+    polar_envelope,
+    rayleigh_speckle,
+    transmission,
+)
 from fetalbiometry.errors import InputError
 from fetalbiometry.io import atomic_output, label_like, write_image
 from fetalbiometry.metrics import volume_ml
@@ -62,6 +76,7 @@ __all__ = [
     "DEFAULT_PLANE_SHAPE",
     "DEFAULT_VOLUME_SHAPE",
     "DEFAULT_VOLUME_SPACING",
+    "IMAGE_MODELS",
     "PAPER_INPUT_SHAPE",
     "PAPER_INPUT_SPACING",
     "PAPER_VOLUME_SHAPE",
@@ -74,9 +89,16 @@ __all__ = [
     "make_head_volume",
     "make_plane",
     "make_rescans",
+    "scan",
     "scanner_grid",
     "write_phantoms",
 ]
+
+ImageModel = Literal["polar", "cartesian"]
+IMAGE_MODELS: tuple[ImageModel, ...] = ("polar", "cartesian")
+"""B-mode models: the polar point-spread-function model (the default of 2D planes), or the earlier
+Cartesian speckle (the default of 3D volumes while the shipped 3D model is trained on it), kept as a
+fast baseline (docs/phantoms.md)."""
 
 PlaneKind = Literal["head", "abdomen", "femur"]
 PLANE_KINDS: tuple[PlaneKind, ...] = ("head", "abdomen", "femur")
@@ -103,8 +125,9 @@ PROBE_DIRECTIONS: dict[str, tuple[float, float, float]] = {
 _GA_RANGE_2D = (20.0, 38.0)
 _APEX_DEPTH_MM = 110.0  # the probe's virtual apex above the volume centre (3D)
 _SKIN_RADIUS_MM = 30.0  # radius of the probe face: where the image starts
-_SPECKLE_GRAIN_3D_MM = (1.2, 0.4, 0.8)  # speckle PSF sigma: elevation (z), axial (y), lateral (x)
-_SPECKLE_GRAIN_2D_MM = (0.35, 0.7)  # axial (rows), lateral (columns)
+_SPECKLE_GRAIN_MM = {3: (1.2, 0.4, 0.8), 2: (0.35, 0.7)}  # Cartesian model, array order: ([z,] y, x)
+_TGC_ERROR_DB = 1.5  # SD of the time-gain compensation's error along depth (polar model)
+_GAIN_DB = -5.0  # overall display gain of the polar model, matched to HC18's grey levels
 _RESOLUTION_MM = 0.8  # echo boundaries are blurred over at least this (point-spread function)
 _CHUNK_POINTS = 1 << 20  # points evaluated at once when rendering a volume
 _EXPERT_VOLUME_SD = 0.03  # relative SD of the simulated expert volumes of the study manifest
@@ -135,7 +158,7 @@ def _check_spacing(spacing: Sequence[float], dim: int) -> np.ndarray:
 
 
 def _render(
-    scene: Posed, tissue: MaternalTissue, probe: SectorProbe, points: np.ndarray, voxel_mm: float
+    scene: Scene, tissue: MaternalTissue, probe: SectorProbe, points: np.ndarray, voxel_mm: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Echo level, attenuation (shadows × depth), sector membership and label at (d, N) world points.
 
@@ -149,6 +172,85 @@ def _render(
     level += weight * (fetal_level - level)
     attenuation = transmission(probe.apex, points, scene.bones) * probe.gain(depth)
     return level, attenuation, probe.in_sector(points), label
+
+
+def _slabs(grid: CartesianGrid) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, points) of the grid by slabs of its first axis, few enough points at a time to bound memory."""
+    slab = max(1, _CHUNK_POINTS // math.prod(grid.shape[1:]))
+    for start in range(0, grid.shape[0], slab):
+        rows = slice(start, min(start + slab, grid.shape[0]))
+        yield rows, grid.points(rows)
+
+
+def _render_grid(
+    scene: Scene, tissue: MaternalTissue, probe: SectorProbe, grid: CartesianGrid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_render` at every node of ``grid``: echo level, attenuation, sector and label arrays."""
+    outputs = tuple(np.empty(grid.shape, dtype) for dtype in (np.float32, np.float32, bool, np.uint8))
+    for rows, points in _slabs(grid):
+        for target, values in zip(outputs, _render(scene, tissue, probe, points, float(grid.spacing_mm.max()))):
+            target[rows] = values.reshape(target[rows].shape)
+    return outputs
+
+
+def scan(
+    scene: Scene,
+    tissue: MaternalTissue,
+    probe: SectorProbe,
+    grid: CartesianGrid,
+    rng: np.random.Generator,
+    image_model: ImageModel = "polar",
+) -> tuple[np.ndarray, np.ndarray]:
+    """A scene seen by a probe, sampled on a grid: (B-mode display 0–255 float32, label uint8).
+
+    The label is the scene's, at the grid's nodes: the image model does not change it.
+    ``"polar"``: the echo level and attenuation (shadows × depth) are resampled onto the probe's
+    polar grid (:meth:`~fetalbiometry.data.ultrasound.PolarGrid.imaging`), where
+    :func:`~fetalbiometry.data.ultrasound.polar_envelope` forms the speckle with the tissues'
+    scatterer density and attenuation (:func:`~fetalbiometry.data.anatomy.acoustic_properties`),
+    then scan-converted back and log-compressed. ``"cartesian"``: the earlier model, Rayleigh speckle
+    of a fixed grain on the image grid.
+
+    Args:
+        scene: the tissues, in the world (e.g. a :class:`~fetalbiometry.data.anatomy.Posed` scene).
+        tissue: the maternal tissue around it (its wall sets the reverberation's period).
+        probe: the probe.
+        grid: the image grid.
+        rng: random generator of the speckle and noise.
+        image_model: one of :data:`IMAGE_MODELS`.
+    """
+    if image_model not in IMAGE_MODELS:
+        raise InputError(f"image model must be one of {', '.join(IMAGE_MODELS)}; got {image_model!r}")
+    level, attenuation, in_sector, label = _render_grid(scene, tissue, probe, grid)
+    if image_model == "cartesian":
+        speckle = rayleigh_speckle(grid.shape, grid.spacing_mm, _SPECKLE_GRAIN_MM[len(grid.shape)], rng)
+        return bmode(level, attenuation, speckle, in_sector, rng), label
+    return _polar_display(level, attenuation, in_sector, grid, probe, tissue, rng), label
+
+
+def _polar_display(
+    level: np.ndarray,
+    attenuation: np.ndarray,
+    in_sector: np.ndarray,
+    grid: CartesianGrid,
+    probe: SectorProbe,
+    tissue: MaternalTissue,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The polar model of :func:`scan`: display (0–255) on ``grid`` from its echo level and attenuation."""
+    polar = PolarGrid.imaging(probe, grid)
+    points = polar.points()
+    polar_level = grid.sample(level, points).reshape(polar.shape)
+    density, attenuation_per_mm = acoustic_properties(polar_level)
+    amplitude = echo_amplitude(polar_level) * grid.sample(attenuation, points).reshape(polar.shape)
+    tgc_error_db = _TGC_ERROR_DB * FourierNoise.random(rng, 1, (30.0, 120.0), n_waves=4)(polar.depths_mm[None])
+    envelope = polar_envelope(
+        amplitude, density, attenuation_per_mm, polar, PointSpreadFunction(), rng, tgc_error_db, tissue.wall_mm
+    )
+    scan_converted = np.empty(grid.shape, np.float32)
+    for rows, cartesian in _slabs(grid):
+        scan_converted[rows] = polar.sample(envelope, cartesian).reshape(scan_converted[rows].shape)
+    return log_compress(scan_converted, in_sector, rng, gain_db=_GAIN_DB)
 
 
 # --- the 3D head --------------------------------------------------------------------------------
@@ -217,6 +319,7 @@ def make_head_volume(
     probe_direction: int | str = 0,
     direction: Sequence[float] | np.ndarray | None = None,
     sweep: int = 0,
+    image_model: ImageModel = "cartesian",
 ) -> HeadPhantom:
     """A 3D ultrasound volume of a whole fetal head, with its label and measurements.
 
@@ -236,6 +339,9 @@ def make_head_volume(
         direction: the image's direction cosines (3×3, or 9 values row-major as SimpleITK); the
             anatomy stays put in world coordinates, so only the array's orientation changes.
         sweep: index of a repeated sweep from the same direction (another pose and speckle).
+        image_model: B-mode model, one of :data:`IMAGE_MODELS`; the label does not depend on it.
+            ``"cartesian"`` by default while the shipped 3D model is the one trained on such volumes
+            (docs/phantoms.md).
 
     Returns:
         The :class:`HeadPhantom`. The default grid takes well under a second; the paper's network
@@ -256,22 +362,11 @@ def make_head_volume(
 
     size = np.array(shape[::-1])  # (x, y, z)
     steps = matrix * spacing  # column k: world step of index k
-    origin = -steps @ ((size - 1) / 2.0)
-    echo, attenuation = np.empty(shape, np.float32), np.empty(shape, np.float32)
-    in_sector, label = np.empty(shape, bool), np.empty(shape, np.uint8)
-    slab = max(1, _CHUNK_POINTS // (shape[1] * shape[2]))  # z slices rendered at once, to bound memory
-    for z0 in range(0, shape[0], slab):
-        chunk = slice(z0, min(z0 + slab, shape[0]))
-        k, j, i = np.meshgrid(np.arange(shape[0])[chunk], np.arange(shape[1]), np.arange(shape[2]), indexing="ij")
-        points = origin[:, None] + steps @ np.stack([i.ravel(), j.ravel(), k.ravel()])
-        results = _render(scene, tissue, probe, points, float(spacing.max()))
-        for target, values in zip((echo, attenuation, in_sector, label), results):
-            target[chunk] = values.reshape(k.shape)
-
-    speckle = rayleigh_speckle(shape, spacing[::-1], _SPECKLE_GRAIN_3D_MM, scan_rng)
-    image = sitk.GetImageFromArray(bmode(echo, attenuation, speckle, in_sector, scan_rng))
+    grid = CartesianGrid(-steps @ ((size - 1) / 2.0), steps, shape)
+    display, label = scan(scene, tissue, probe, grid, scan_rng, image_model)
+    image = sitk.GetImageFromArray(display)
     image.SetSpacing(spacing.tolist())
-    image.SetOrigin(origin.tolist())
+    image.SetOrigin(grid.origin.tolist())
     image.SetDirection(matrix.ravel().tolist())
     a, b, c = anatomy.skull.semi_axes
     pose = Rotation.from_matrix(rotation).as_euler("xyz", degrees=True)
@@ -378,6 +473,7 @@ def make_plane(
     shape: Sequence[int] = DEFAULT_PLANE_SHAPE,
     pixel_size: float | None = None,
     ga_weeks: float | None = None,
+    image_model: ImageModel = "polar",
 ) -> PlanePhantom:
     """A synthetic 2D standard plane with its structure mask and measurements.
 
@@ -394,6 +490,7 @@ def make_plane(
         pixel_size: square pixel size in mm; by default chosen so the structure fills 55-70 % of the
             view, as a sonographer zooms in.
         ga_weeks: gestational age; drawn from 20-38 weeks when None.
+        image_model: B-mode model, one of :data:`IMAGE_MODELS`; the mask does not depend on it.
 
     Returns:
         The :class:`PlanePhantom`.
@@ -425,15 +522,13 @@ def make_plane(
     probe = SectorProbe(np.array([(columns - 1) / 2.0 * pixel_size, -apex_depth]), apex_depth, half_angle_deg=36.0)
     tissue = MaternalTissue.random(rng, 2, (center_px[1] + half_extent[1]) * pixel_size)
 
-    row, column = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
-    points = np.stack([column.ravel(), row.ravel()]) * pixel_size
-    echo, attenuation, in_sector, mask = (v.reshape(shape) for v in _render(posed, tissue, probe, points, pixel_size))
-    speckle = rayleigh_speckle(shape, (pixel_size, pixel_size), _SPECKLE_GRAIN_2D_MM, rng)
-    image = sitk.GetImageFromArray(np.round(bmode(echo, attenuation, speckle, in_sector, rng)).astype(np.uint8))
+    grid = CartesianGrid(np.zeros(2), np.eye(2) * pixel_size, shape)
+    display, mask = scan(posed, tissue, probe, grid, rng, image_model)
+    image = sitk.GetImageFromArray(np.round(display).astype(np.uint8))
     image.SetSpacing((pixel_size, pixel_size))
     truth: dict[str, float | int | str] = {"kind": kind, "seed": seed, "ga_weeks": round(ga, 3)}
     truth.update(pixel_size_mm=pixel_size, **_plane_truth(kind, scene, center_px, angle, pixel_size))
-    return PlanePhantom(image, label_like(mask.astype(np.uint8), image), truth)
+    return PlanePhantom(image, label_like(mask, image), truth)
 
 
 def _rotated_half_extent(scene: Scene, angle: float) -> np.ndarray:

@@ -7,21 +7,31 @@ ambiguous boundaries, "long-span shadow occlusion caused by the severe acoustic 
 skull, particularly in the far field"):
 
 - a sector field of view with a dark outside, like the HC18 images and 3D probes (75° scan angle);
-- depth attenuation left after time-gain compensation, along each beam line;
 - acoustic shadows: the beam from the probe to a point is attenuated by the bone it crosses, with
   the crossing length computed exactly for ellipses and ellipsoids, so shadows fall behind bones
-  whatever their pose;
-- speckle: the envelope of a smoothed complex Gaussian field (Rayleigh distributed, spatially
-  correlated), log-compressed for display.
+  whatever their pose (:func:`transmission`);
+- the polar image formation of :func:`polar_envelope` (docs/phantoms.md): scatterers per tissue
+  with their own density and amplitude, on a grid in the probe's (depth, angle[, elevation angle])
+  coordinates (:class:`PolarGrid`); soft-tissue attenuation integrated along each beam against an
+  imperfect time-gain compensation, so echoes behind fluid are enhanced (:func:`time_gain_compensated`);
+  reverberation of the near field (:func:`reverberation`); a Gaussian point-spread function whose
+  axial and lateral size grow with depth (:class:`PointSpreadFunction`, :func:`depth_dependent_blur`),
+  envelope detection, scan conversion to the Cartesian grid (:meth:`PolarGrid.sample`) and log
+  compression (:func:`log_compress`);
+- the older Cartesian model, kept as a fast baseline: the envelope of a smoothed complex Gaussian
+  field on the image grid (:func:`rayleigh_speckle`) times the attenuation (:func:`bmode`).
 
-Everything except speckle is a function of points in millimetres, so the grid only samples it.
-Points are (d, N) arrays, one row per coordinate (x, y[, z]), which keeps the arithmetic on long
-contiguous rows. The probe looks along +y (the image rows, or the second axis of a volume): depth
-grows downwards.
+Everything except the random scatterers is a function of points in millimetres, so the grid only
+samples it. Points are (d, N) arrays, one row per coordinate (x, y[, z]), which keeps the arithmetic
+on long contiguous rows. The probe looks along +y (the image rows, or the second axis of a volume):
+depth grows downwards.
 
-Nothing in MONAI, SimpleITK or scikit-image simulates B-mode formation from an analytic scene
-(simulators such as Field II work from point scatterers and are far too slow for cohorts), hence
-this small model.
+Full simulators were considered and not used (docs/phantoms.md): Field II-like point-scatterer
+simulators (``pymust``) take seconds to minutes per frame, and ``k-wave-python`` solves the wave
+equation with compiled binaries it downloads at run time and pins older NumPy and SciPy; the
+phantoms need tens of milliseconds per plane, hence this convolution model (Bamber and Dickinson
+1980; Gao et al., IEEE TUFFC 56(11), 2009, COLE: a PSF convolved with a scatterer map in polar
+coordinates, then scan converted).
 """
 
 from __future__ import annotations
@@ -34,7 +44,25 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Bone", "Ellipsoid", "FourierNoise", "SectorProbe", "bmode", "rayleigh_speckle", "transmission"]
+__all__ = [
+    "Bone",
+    "CartesianGrid",
+    "Ellipsoid",
+    "FourierNoise",
+    "PointSpreadFunction",
+    "PolarGrid",
+    "SectorProbe",
+    "bmode",
+    "depth_dependent_blur",
+    "echo_amplitude",
+    "log_compress",
+    "polar_envelope",
+    "rayleigh_speckle",
+    "reverberation",
+    "scatterers",
+    "time_gain_compensated",
+    "transmission",
+]
 
 BEAM_AXIS = 1  # the probe looks along +y, the image rows
 _MIN_GRAIN_VOXELS = 0.6
@@ -238,6 +266,23 @@ class SectorProbe:
         """Echo amplitude left at each depth after attenuation and time-gain compensation."""
         return np.exp(-self.attenuation_per_mm * np.maximum(depth_mm, 0.0))
 
+    def polar(self, points: np.ndarray) -> np.ndarray:
+        """(d, N) beam coordinates of (d, N) points: depth below the skin (mm), then the beam's angle
+        from the probe axis towards each lateral axis (x, then z in 3D), radians.
+
+        The angles are those of :meth:`in_sector`: a point is imaged where each is within the half angle.
+        """
+        offset = points - self.apex[:, None]
+        lateral = [axis for axis in range(len(self.apex)) if axis != BEAM_AXIS]
+        depth = np.sqrt(_squared_norm(offset)) - self.skin_radius_mm
+        return np.vstack([depth[None], *(np.arctan2(offset[axis], offset[BEAM_AXIS])[None] for axis in lateral)])
+
+    def cartesian(self, polar: np.ndarray) -> np.ndarray:
+        """(d, N) points at (d, N) beam coordinates: the inverse of :meth:`polar`."""
+        direction = np.insert(np.tan(polar[1:]), BEAM_AXIS, 1.0, axis=0)
+        direction /= np.sqrt(_squared_norm(direction))
+        return self.apex[:, None] + (polar[0] + self.skin_radius_mm) * direction
+
 
 def rayleigh_speckle(
     shape: Sequence[int],
@@ -275,6 +320,306 @@ def rayleigh_speckle(
     return envelope / envelope.mean()
 
 
+@dataclass(frozen=True)
+class CartesianGrid:
+    """An image grid in the world: the node of array index (..., j, i) is ``origin + steps @ (i, j, ...)``.
+
+    Args:
+        origin: (d,) world position of the first node, mm.
+        steps: (d, d) matrix whose column k is the world step of the k-th image index (x first, the
+            reverse of the array's axis order, as SimpleITK orders it).
+        shape: array shape.
+    """
+
+    origin: np.ndarray
+    steps: np.ndarray
+    shape: tuple[int, ...]
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        """Node spacing along each array axis, mm."""
+        return np.linalg.norm(self.steps, axis=0)[::-1]
+
+    def corners(self) -> np.ndarray:
+        """(d, 2^d) world points of the grid's corner nodes."""
+        extent = np.array(self.shape[::-1], dtype=float) - 1.0
+        index = np.array(np.meshgrid(*[(0.0, e) for e in extent], indexing="ij")).reshape(len(extent), -1)
+        return self.origin[:, None] + self.steps @ index
+
+    def points(self, rows: slice = slice(None)) -> np.ndarray:
+        """(d, N) world points of the nodes in the slab ``rows`` of the first array axis, ravel order."""
+        axes = [np.arange(n) for n in self.shape]
+        axes[0] = axes[0][rows]
+        index = np.meshgrid(*axes, indexing="ij")
+        return self.origin[:, None] + self.steps @ np.stack([i.ravel() for i in reversed(index)]).astype(float)
+
+    def indices(self, points: np.ndarray) -> np.ndarray:
+        """Fractional array indices (d, N), array axis order, of (d, N) world points."""
+        return (np.linalg.inv(self.steps) @ (points - self.origin[:, None]))[::-1]
+
+    def sample(self, values: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``values`` on this grid, linearly interpolated at (d, N) points (nearest node outside)."""
+        return ndimage.map_coordinates(values, self.indices(points), order=1, mode="nearest")
+
+
+@dataclass(frozen=True)
+class PointSpreadFunction:
+    """Gaussian point-spread function of a curvilinear probe: standard deviations in mm at a depth.
+
+    - axial: ``axial_mm × (1 + depth / axial_doubling_mm)``: the pulse lengthens with depth, as
+      frequency-dependent attenuation lowers its centre frequency;
+    - lateral: ``lateral_mm + divergence × depth``: the beam widens with depth (a fixed number of
+      lines spread over a widening arc, focused near the top of the image);
+    - elevation (3D): ``elevation_factor`` × lateral, the elevation aperture being smaller.
+
+    The defaults match the speckle autocorrelation of HC18 frames (docs/phantoms.md).
+    """
+
+    axial_mm: float = 0.3
+    axial_doubling_mm: float = 300.0
+    lateral_mm: float = 0.6
+    divergence: float = 0.004
+    elevation_factor: float = 1.5
+
+    def sigma_mm(self, depth_mm: float, dim: int) -> np.ndarray:
+        """(axial, lateral[, elevation]) standard deviations at ``depth_mm`` below the skin."""
+        lateral = self.lateral_mm + self.divergence * depth_mm
+        sigmas = (self.axial_mm * (1.0 + depth_mm / self.axial_doubling_mm), lateral, self.elevation_factor * lateral)
+        return np.array(sigmas[:dim])
+
+
+@dataclass(frozen=True)
+class PolarGrid:
+    """Samples along the beams of a :class:`SectorProbe`: array axes (depth, angle[, elevation angle]).
+
+    Depth runs from the skin in steps of ``depth_step_mm``; the angles span the sector in steps of
+    ``angle_step`` radians (the coordinates of :meth:`SectorProbe.polar`).
+    """
+
+    probe: SectorProbe
+    depth_step_mm: float
+    angle_step: float
+    shape: tuple[int, ...]
+
+    @classmethod
+    def covering(
+        cls, probe: SectorProbe, max_depth_mm: float, step_mm: float, reference_depth_mm: float
+    ) -> PolarGrid:
+        """Depths from the skin to ``max_depth_mm`` every ``step_mm``, beams ``step_mm`` apart at
+        ``reference_depth_mm`` (closer above it, further apart below it, as a scanner's lines)."""
+        angle_step = step_mm / (probe.skin_radius_mm + reference_depth_mm)
+        n_angles = math.ceil(2.0 * math.radians(probe.half_angle_deg) / angle_step) + 1
+        n_depths = math.ceil(max_depth_mm / step_mm) + 1
+        return cls(probe, step_mm, angle_step, (n_depths,) + (n_angles,) * (len(probe.apex) - 1))
+
+    @classmethod
+    def imaging(cls, probe: SectorProbe, grid: CartesianGrid) -> PolarGrid:
+        """The polar grid that :meth:`covering` gives for a Cartesian grid: down to its deepest
+        corner, sampled at its finest spacing, beams that far apart at its centre."""
+        depth = probe.polar(grid.corners())[0]
+        centre = probe.polar(grid.corners().mean(axis=1, keepdims=True))[0, 0]
+        return cls.covering(probe, float(depth.max()), float(grid.spacing_mm.min()), max(float(centre), 0.0))
+
+    @property
+    def depths_mm(self) -> np.ndarray:
+        """Depth below the skin of each index of the first axis, mm."""
+        return np.arange(self.shape[0]) * self.depth_step_mm
+
+    @property
+    def _first(self) -> np.ndarray:
+        """Beam coordinates of index 0."""
+        half = math.radians(self.probe.half_angle_deg)
+        return np.array([0.0] + [-half] * (len(self.shape) - 1))
+
+    @property
+    def _steps(self) -> np.ndarray:
+        return np.array([self.depth_step_mm] + [self.angle_step] * (len(self.shape) - 1))
+
+    def points(self) -> np.ndarray:
+        """(d, M) world points of the samples, ravel order."""
+        index = np.indices(self.shape, dtype=float).reshape(len(self.shape), -1)
+        return self.probe.cartesian(self._first[:, None] + self._steps[:, None] * index)
+
+    def sample(self, values: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Scan conversion: ``values`` on this grid, linearly interpolated at (d, N) world points (nearest sample outside)."""
+        index = (self.probe.polar(points) - self._first[:, None]) / self._steps[:, None]
+        return ndimage.map_coordinates(values, index, order=1, mode="nearest")
+
+    def psf_sigma(self, psf: PointSpreadFunction, depth_mm: float) -> np.ndarray:
+        """The PSF's standard deviations at ``depth_mm`` in samples along each axis, at least 0.6."""
+        arc = (self.probe.skin_radius_mm + depth_mm) * self.angle_step
+        sigma = psf.sigma_mm(depth_mm, len(self.shape)) / np.array([self.depth_step_mm] + [arc] * (len(self.shape) - 1))
+        return np.maximum(sigma, _MIN_GRAIN_VOXELS)
+
+
+def scatterers(amplitude: np.ndarray, density: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Complex scattering field: each sample holds a scatterer with probability ``density`` (0–1),
+    of complex Gaussian strength scaled so that the mean power is ``amplitude²``.
+
+    Dense tissue gives fully developed (Rayleigh) speckle after the point-spread function; sparse
+    scatterers (low density, e.g. brain) give brighter isolated grains on a darker ground,
+    the sub-Rayleigh statistics (Nakagami m < 1) of few scatterers per resolution cell.
+    """
+    density = np.clip(density, 1e-3, 1.0).astype(np.float32)
+    present = rng.random(amplitude.shape, dtype=np.float32) < density
+    strength = np.where(present, amplitude / np.sqrt(2.0 * density), 0.0).astype(np.float32)
+    field = rng.standard_normal((2, *amplitude.shape), dtype=np.float32)
+    return (strength * field[0]) + 1j * (strength * field[1])
+
+
+def _gaussian_energy(sigma: float, truncate: float) -> float:
+    """Sum of squares of SciPy's normalised discrete Gaussian kernel of ``sigma`` samples."""
+    radius = int(truncate * sigma + 0.5)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return float(np.sum((kernel / kernel.sum()) ** 2))
+
+
+def depth_dependent_blur(field: np.ndarray, band_sigmas: np.ndarray, truncate: float = 3.0) -> np.ndarray:
+    """Convolve a field with a Gaussian point-spread function whose size changes along the first axis.
+
+    The first axis is split into ``len(band_sigmas)`` bands with centres evenly spread over it; the
+    field is filtered with each band's Gaussian (standard deviations in samples, one per axis) and the
+    results are blended linearly between neighbouring centres. Each band is scaled to unit power gain
+    for white noise, and the blend by the power of a sum of two correlated Gaussian fields, so
+    white noise of unit power stays of unit power at every depth.
+
+    Args:
+        field: real or complex array.
+        band_sigmas: (bands, field.ndim) standard deviations in samples.
+        truncate: the Gaussians' reach, in standard deviations.
+
+    Returns:
+        the filtered field, of ``field``'s dtype.
+    """
+    rows = np.arange(field.shape[0])
+    centres = np.linspace(0.0, field.shape[0] - 1.0, len(band_sigmas))
+    weights = np.array([np.interp(rows, centres, np.eye(len(centres))[k]) for k in range(len(centres))])
+    blurred = np.zeros_like(field)
+    shape = (-1,) + (1,) * (field.ndim - 1)
+    for weight, sigma in zip(weights, band_sigmas):
+        used = np.flatnonzero(weight > 0.0)
+        margin = int(truncate * sigma[0] + 1.5)
+        start, stop = max(used[0] - margin, 0), min(used[-1] + margin + 1, field.shape[0])
+        gain = math.sqrt(math.prod(_gaussian_energy(s, truncate) for s in sigma))
+        band = ndimage.gaussian_filter(field[start:stop], sigma, truncate=truncate)[used - start]
+        blurred[used] += (weight[used] / gain).reshape(shape) * band
+    ratio = band_sigmas[1:] / band_sigmas[:-1]
+    correlation = np.prod(np.sqrt(2.0 * ratio / (1.0 + ratio**2)), axis=1)  # of neighbouring bands' outputs
+    power = (weights**2).sum(axis=0) + 2.0 * (weights[:-1] * weights[1:] * correlation[:, None]).sum(axis=0)
+    return blurred / np.sqrt(power).astype(np.float32).reshape(shape)
+
+
+def time_gain_compensated(attenuation_per_mm: np.ndarray, step_mm: float, error_db: np.ndarray) -> np.ndarray:
+    """Amplitude factor of the echoes on a polar grid (first axis: depth) after attenuation and
+    time-gain compensation (TGC).
+
+    The pulse-echo attenuation ``attenuation_per_mm`` (nepers/mm, per sample) is integrated along
+    each beam; the TGC cancels its mean across the beams at each depth, as a sonographer sets it for
+    an even image, up to ``error_db`` (per depth, dB). What is left are the differences between
+    beams: darker behind attenuating tissue, brighter behind fluid (posterior enhancement).
+    """
+    optical_depth = (np.cumsum(attenuation_per_mm, axis=0) - 0.5 * attenuation_per_mm) * step_mm
+    lateral = tuple(range(1, optical_depth.ndim))
+    shape = (-1,) + (1,) * len(lateral)
+    compensation = optical_depth.mean(axis=lateral, keepdims=True) + np.log(10.0) / 20.0 * error_db.reshape(shape)
+    return np.exp(compensation - optical_depth).astype(np.float32)
+
+
+def reverberation(amplitude: np.ndarray, period: int, bounces: int = 2, loss_db: float = 12.0) -> np.ndarray:
+    """Echo amplitudes (first axis: depth) with the reverberation of the near field added.
+
+    The echoes of the first ``period`` samples (the wall between the probe and the first strong
+    interface) bounce between that interface and the probe face and return again ``period``,
+    ``2 period``, ... samples deeper, ``loss_db`` weaker per bounce; they add in power.
+    """
+    power = amplitude.astype(np.float32) ** 2
+    near = power[:period]
+    for bounce in range(1, bounces + 1):
+        start = bounce * period
+        stop = min(start + period, power.shape[0])
+        if start >= stop:
+            break
+        power[start:stop] += 10.0 ** (-loss_db * bounce / 10.0) * near[: stop - start]
+    return np.sqrt(power)
+
+
+def polar_envelope(
+    amplitude: np.ndarray,
+    density: np.ndarray,
+    attenuation_per_mm: np.ndarray,
+    grid: PolarGrid,
+    psf: PointSpreadFunction,
+    rng: np.random.Generator,
+    tgc_error_db: np.ndarray,
+    reverberation_mm: float,
+    looks: int = 2,
+    bands: int = 4,
+) -> np.ndarray:
+    """Speckled echo envelope on a polar grid, mean about the echo amplitude (docs/phantoms.md).
+
+    The echo amplitudes (after bone shadows) are compensated for depth (:func:`time_gain_compensated`),
+    the near field reverberates (:func:`reverberation`), scatterers of the tissue's density carry them
+    (:func:`scatterers`), the point-spread function blurs the field (:func:`depth_dependent_blur`,
+    ``bands`` depth bands) and the envelope is detected (modulus). ``looks`` independent scatterer
+    draws are averaged, as a scanner's spatial or frequency compounding averages looks whose speckle
+    is uncorrelated: it fills the speckle nulls and lowers the contrast by about sqrt(looks).
+
+    Args:
+        amplitude: echo amplitude (0–1) of the tissues on ``grid``, shadows included.
+        density: scatterer density (0–1) on ``grid``.
+        attenuation_per_mm: pulse-echo attenuation of the tissues on ``grid``, nepers/mm.
+        grid: the polar grid.
+        psf: the point-spread function.
+        rng: random generator of the scatterers.
+        tgc_error_db: (depths,) error of the time-gain compensation, dB.
+        reverberation_mm: depth of the first strong interface (the maternal wall), mm.
+        looks: number of compounded looks.
+        bands: number of depth bands of the point-spread function.
+
+    Returns:
+        float32 envelope on ``grid``.
+    """
+    compensated = amplitude * time_gain_compensated(attenuation_per_mm, grid.depth_step_mm, tgc_error_db)
+    echoes = reverberation(compensated, max(1, round(reverberation_mm / grid.depth_step_mm)))
+    depths = np.linspace(0.0, grid.depths_mm[-1], bands)
+    sigmas = np.array([grid.psf_sigma(psf, depth) for depth in depths])
+    envelope = np.zeros(grid.shape, np.float32)
+    for _ in range(looks):
+        envelope += np.abs(depth_dependent_blur(scatterers(echoes, density, rng), sigmas))
+    return envelope / (looks * math.sqrt(math.pi) / 2.0)
+
+
+def echo_amplitude(echo_level: np.ndarray, dynamic_range_db: float = 50.0) -> np.ndarray:
+    """Echo amplitude (0–1) of a tissue's display level (0–255): the inverse of the scanner's log
+    compression over ``dynamic_range_db``, 0 for anechoic fluid (level 0), 1 for bone (255)."""
+    floor = 10.0 ** (-dynamic_range_db / 20.0)
+    amplitude = np.power(10.0, (np.asarray(echo_level, np.float32) / 255.0 - 1.0) * dynamic_range_db / 20.0)
+    return (amplitude - floor) / (1.0 - floor)
+
+
+def log_compress(
+    amplitude: np.ndarray,
+    in_sector: np.ndarray,
+    rng: np.random.Generator,
+    dynamic_range_db: float = 50.0,
+    gain_db: float = 0.0,
+) -> np.ndarray:
+    """Display intensities (0–255) of echo amplitudes: a little electronic noise is added and the
+    result, amplified by the overall ``gain_db``, is log-compressed over ``dynamic_range_db``
+    (amplitude 1 shows as 255, ``10^(-DR/20)`` as black), so shadows and speckle act in decibels,
+    as on a scanner. Outside the sector is black.
+
+    Returns:
+        float32 array, 0–255.
+    """
+    floor = 10.0 ** (-dynamic_range_db / 20.0)
+    noisy = amplitude + 0.5 * floor * np.abs(rng.standard_normal(amplitude.shape, dtype=np.float32))
+    display = 255.0 * (1.0 + (20.0 * np.log10(np.maximum(noisy, 1e-6)) + gain_db) / dynamic_range_db)
+    image = np.clip(display, 0.0, 255.0).astype(np.float32)
+    image[~in_sector] = 0.0
+    return image
+
+
 def bmode(
     echo_level: np.ndarray,
     attenuation: np.ndarray,
@@ -283,19 +628,14 @@ def bmode(
     rng: np.random.Generator,
     dynamic_range_db: float = 50.0,
 ) -> np.ndarray:
-    """Display B-mode intensities (0–255) from tissue echo levels, attenuation and speckle.
-
-    ``echo_level`` is what a tissue would show on screen unattenuated and without speckle (0 for
-    anechoic fluid, 255 for bone). It is turned into an echo amplitude through the scanner's log
-    compression over ``dynamic_range_db``, multiplied by the attenuation (shadows, depth) and the
-    speckle envelope, a little electronic noise is added, and the result is log-compressed back
-    for display. Shadows and speckle thus act in decibels, as on a scanner. Outside the sector
-    is black.
+    """Display B-mode intensities (0–255) of the Cartesian model: the tissues' echo amplitudes
+    (:func:`echo_amplitude`) times the attenuation (shadows, depth) and a speckle envelope
+    (:func:`rayleigh_speckle`), log-compressed (:func:`log_compress`).
 
     Args:
         echo_level: display level of the tissue at each point, 0–255.
         attenuation: amplitude factor (0–1) from bone shadows and depth at each point.
-        speckle: speckle envelope of the same shape, mean 1 (see :func:`rayleigh_speckle`).
+        speckle: speckle envelope of the same shape, mean 1.
         in_sector: boolean array, the imaged sector.
         rng: random generator for the electronic noise.
         dynamic_range_db: displayed dynamic range.
@@ -303,10 +643,5 @@ def bmode(
     Returns:
         float32 array, 0–255.
     """
-    floor = 10.0 ** (-dynamic_range_db / 20.0)  # amplitude shown as black
-    amplitude = (np.power(10.0, (echo_level / 255.0 - 1.0) * dynamic_range_db / 20.0) - floor) * attenuation * speckle
-    amplitude += 0.5 * floor * np.abs(rng.standard_normal(amplitude.shape, dtype=np.float32))
-    display = 255.0 * (1.0 + 20.0 * np.log10(np.maximum(amplitude, 1e-6)) / dynamic_range_db)
-    image = np.clip(display, 0.0, 255.0).astype(np.float32)
-    image[~in_sector] = 0.0
-    return image
+    amplitude = echo_amplitude(echo_level, dynamic_range_db) * attenuation * speckle
+    return log_compress(amplitude, in_sector, rng, dynamic_range_db)

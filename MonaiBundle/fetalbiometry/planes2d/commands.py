@@ -2,9 +2,17 @@
 ``fetalbiometry hc`` (a folder of HC18 frames to the challenge's submission CSV).
 
 A frame goes through a :class:`~fetalbiometry.planes2d.predictor.PlanePredictor` (network, then
-:func:`~fetalbiometry.biometry.measure_plane`). A frame the network cannot measure is not given a
-number: its reason (empty mask, cut by the border, implausible shape, out of range) is reported
-instead, as in :mod:`fetalbiometry.planes2d.evaluation`.
+:func:`~fetalbiometry.biometry.measure_plane`). A head or abdomen cut by the image border is
+measured from the boundary the image shows, its ellipse extrapolated, and flagged with the fraction
+of the ellipse's outline inside the image (``outline_inside_fraction``). ``measure`` gives no
+number for a frame without a trustworthy measurement: its reason (empty mask, too little in the
+image, implausible shape, out of range) is reported instead, as in
+:mod:`fetalbiometry.planes2d.evaluation`.
+
+``hc`` writes a complete submission CSV: a head found but refused gets its best-effort ellipse,
+and a frame without any head mask a placeholder (:func:`placeholder_ellipse`); both are flagged on
+stderr and in the flags CSV (:func:`write_flags`) beside the submission. Only a frame that cannot
+be read keeps an empty row.
 
 The report of one plane (:func:`plane_report`) is the JSON object that the Slicer module reads
 (``FetalHeadSegLib.results.parse_measurement``, docs/slicer.md): ``plane``; ``hc_mm``, ``ac_mm``
@@ -12,17 +20,19 @@ or ``fl_mm``; ``bpd_mm`` and ``ofd_mm`` for a head; ``ellipse`` {cx, cy, a, b, t
 radians (HC18 convention, :mod:`fetalbiometry.biometry.ellipse`) or ``femur_endpoints``
 [[x1, y1], [x2, y2]] in mm; ``ga_weeks_hadlock`` (Hadlock 1984, from the plane's measurement),
 ``ga_weeks_intergrowth`` (INTERGROWTH-21st dating, HC only, else null), ``centile``
-(INTERGROWTH-21st fetal growth standards at a given GA, else null) and ``pixel_size_mm``. Without a
-measurement it is ``{"plane": ..., "no_measurement": reason}``.
+(INTERGROWTH-21st fetal growth standards at a given GA, else null), ``outline_inside_fraction``
+(head and abdomen: the fraction of the ellipse's outline inside the image, 1.0 for a structure seen
+whole) and ``pixel_size_mm``. Without a measurement it is ``{"plane": ..., "no_measurement": reason}``.
 
 Nothing here imports PyTorch: the commands check their input before the network is loaded.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,18 +52,23 @@ if TYPE_CHECKING:
     from fetalbiometry.planes2d.predictor import PlanePredictor
 
 __all__ = [
+    "FLAGS_COLUMNS",
     "FrameMeasurement",
     "HCBatch",
+    "HCRow",
     "PlaneImage",
     "check_ga_weeks",
     "check_overlay_path",
     "draw_measurement",
+    "flags_path",
     "format_report",
     "measure_frame",
     "measure_hc_folder",
     "overlay_path",
+    "placeholder_ellipse",
     "plane_report",
     "read_plane_image",
+    "write_flags",
     "write_overlay",
 ]
 
@@ -64,7 +79,12 @@ they store no pixel size."""
 MIN_FRAME_SIDE = 4
 """Fewest pixels along either side of a frame that can hold a measurable structure."""
 
-_OVERLAY_COLOR_BGR = (0, 255, 0)
+FLAGS_COLUMNS = ("filename", "hc_mm", "outline_inside_fraction", "note")
+"""Columns of the flags CSV that ``hc`` writes beside its submission (:func:`write_flags`)."""
+
+_OVERLAY_COLOR_BGR = (0, 255, 0)  # green: a trustworthy measurement of a structure seen whole
+_BORDER_CUT_COLOR_BGR = (255, 0, 255)  # magenta: an ellipse extrapolated past the image border
+_REFUSED_COLOR_BGR = (0, 0, 255)  # red: a best-effort ellipse that measure refuses
 _RECTANGLE_COLOR_BGR = (0, 200, 255)
 _SUBPIXEL_BITS = 4  # cv2 drawing with 1/16-pixel coordinates
 
@@ -88,13 +108,16 @@ class FrameMeasurement:
 
     Args:
         plane: the plane the network sees (its classifier) or was told.
-        measurement: the measurement, or None.
+        measurement: the trustworthy measurement, or None.
         no_measurement: why there is no measurement, else None.
+        best_effort: the refused measurement behind ``no_measurement`` when the mask held a
+            structure to fit (:attr:`PlaneMeasurement.refused` says why), else None.
     """
 
     plane: str
     measurement: PlaneMeasurement | None = None
     no_measurement: str | None = None
+    best_effort: PlaneMeasurement | None = None
 
 
 def _check_pixel_size(pixel_size: float, path: Path) -> float:
@@ -214,16 +237,19 @@ def measure_frame(predictor: PlanePredictor, frame: np.ndarray, pixel_size: floa
 
     As :meth:`PlanePredictor.measure`, but a frame without a trustworthy measurement gives its
     plane and the reason (:class:`~fetalbiometry.errors.NoMeasurementError`'s message) instead of
-    raising.
+    raising, with the refused measurement when there is one.
 
     Raises:
         InputError: bad frame or pixel size, or a regression CNN (no mask to measure).
     """
     prediction = predictor.predict(frame)
     try:
-        return FrameMeasurement(prediction.plane, measure_plane(prediction.mask, prediction.plane, pixel_size))
+        measurement = measure_plane(prediction.mask, prediction.plane, pixel_size, strict=False)
     except NoMeasurementError as error:
         return FrameMeasurement(prediction.plane, no_measurement=str(error))
+    if measurement.refused is not None:
+        return FrameMeasurement(prediction.plane, no_measurement=measurement.refused, best_effort=measurement)
+    return FrameMeasurement(prediction.plane, measurement)
 
 
 def _femur_endpoints_mm(rectangle: Rectangle, pixel_size: float) -> list[list[float]]:
@@ -249,6 +275,7 @@ def plane_report(result: FrameMeasurement, ga_weeks: float | None = None) -> dic
         report.update(bpd_mm=measurement.bpd_mm, ofd_mm=measurement.ofd_mm)
     if measurement.ellipse is not None:
         report["ellipse"] = asdict(measurement.ellipse.to_mm(pixel_size))
+        report["outline_inside_fraction"] = measurement.outline_inside_fraction
     if measurement.rectangle is not None:
         report["femur_endpoints"] = _femur_endpoints_mm(measurement.rectangle, pixel_size)
     report["ga_weeks_hadlock"] = float(ga_hadlock(measurement.measure, value))
@@ -290,6 +317,9 @@ def format_report(report: Mapping[str, Any]) -> str:
             + ", ".join(f"{key}={ellipse[key]:.3f}" for key in ("cx", "cy", "a", "b"))
             + f", theta={ellipse['theta']:.4f} rad"
         )
+    inside = report.get("outline_inside_fraction")
+    if inside is not None and inside < 1.0:
+        lines.append(f"border-cut: {inside:.0%} of the ellipse's outline in the image, the rest extrapolated")
     if "femur_endpoints" in report:
         (x1, y1), (x2, y2) = report["femur_endpoints"]
         lines.append(f"femur endpoints (mm): ({x1:.3f}, {y1:.3f}) - ({x2:.3f}, {y2:.3f})")
@@ -300,11 +330,20 @@ def _subpixel(points_xy: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(points_xy) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
 
 
+def _ellipse_color(measurement: PlaneMeasurement) -> tuple[int, int, int]:
+    if measurement.refused is not None:
+        return _REFUSED_COLOR_BGR
+    return _BORDER_CUT_COLOR_BGR if measurement.border_cut else _OVERLAY_COLOR_BGR
+
+
 def draw_measurement(frame: np.ndarray, measurement: PlaneMeasurement) -> np.ndarray:
     """The frame in colour with the measurement drawn on it.
 
-    Head and abdomen: the fitted ellipse. Femur: the minimum-area rectangle and its long axis
-    (the femur length, between :attr:`Rectangle.endpoints`).
+    Head and abdomen: the fitted ellipse, green when the structure is seen whole, magenta when it
+    is cut by the image border (:attr:`PlaneMeasurement.border_cut`: the ellipse is extrapolated
+    past it) and red for a best-effort ellipse that ``measure`` refuses
+    (:attr:`PlaneMeasurement.refused`). Femur: the minimum-area rectangle (amber) and its long axis
+    (the femur length, between :attr:`Rectangle.endpoints`, green).
 
     Args:
         frame: 2D uint8 array (rows, columns).
@@ -318,7 +357,7 @@ def draw_measurement(frame: np.ndarray, measurement: PlaneMeasurement) -> np.nda
     style = {"thickness": thickness, "lineType": cv2.LINE_AA, "shift": _SUBPIXEL_BITS}
     if measurement.ellipse is not None:
         outline = ellipse_outline(measurement.ellipse, 360)
-        cv2.polylines(image, [_subpixel(outline)], True, _OVERLAY_COLOR_BGR, **style)
+        cv2.polylines(image, [_subpixel(outline)], True, _ellipse_color(measurement), **style)
     if measurement.rectangle is not None:
         corners = _subpixel(measurement.rectangle.corners)
         cv2.polylines(image, [corners], True, _RECTANGLE_COLOR_BGR, **style)
@@ -348,47 +387,128 @@ def overlay_path(overlays_dir: str | Path, image_name: str) -> Path:
     return Path(overlays_dir) / f"{Path(image_name).stem}_overlay.png"
 
 
-@dataclass
-class HCBatch:
-    """The outcome of :func:`measure_hc_folder`, in CSV order.
+def flags_path(submission: str | Path) -> Path:
+    """Where ``fetalbiometry hc --out SUBMISSION`` writes its flags by default: ``<stem>.flags.csv`` beside it."""
+    submission = Path(submission)
+    return submission.with_name(f"{submission.stem}.flags.csv")
+
+
+def placeholder_ellipse(shape: tuple[int, int]) -> Ellipse:
+    """The ellipse ``hc`` writes for a frame where no head was found, so that its row holds numbers.
+
+    A circle at the centre of a frame of ``shape`` (rows, columns), its radius a quarter of the
+    shorter side: where and about as large as HC18 frames show a head. It is no measurement; the
+    flags say so.
+    """
+    rows, columns = shape
+    radius = min(rows, columns) / 4.0
+    return Ellipse((columns - 1) / 2.0, (rows - 1) / 2.0, radius, radius, 0.0)
+
+
+@dataclass(frozen=True)
+class HCRow:
+    """What ``hc`` wrote for one frame.
 
     Args:
-        ellipses_mm: filename → fitted head ellipse in mm (HC18 submission convention), or None.
-        no_measurement: filename → why the frame has no measurement.
-        errors: filename → why the frame could not be processed (missing, unreadable).
+        status: ``"measured"`` (a trustworthy head, maybe cut by the border), ``"best-effort"`` (a
+            head found but refused: too little in the image, implausible shape, out of range or
+            another plane), ``"placeholder"`` (no head found) or ``"error"`` (the frame could not
+            be read).
+        ellipse_mm: the submission ellipse in mm: the fitted head ellipse, or
+            :func:`placeholder_ellipse`; None only for an error.
+        hc_mm: circumference of the fitted head ellipse, else None.
+        outline_inside_fraction: of the fitted head ellipse
+            (:attr:`~fetalbiometry.biometry.PlaneMeasurement.outline_inside_fraction`), else None.
+        note: empty for a trustworthy head seen whole, else what is flagged, in one line.
     """
 
-    ellipses_mm: dict[str, Ellipse | None] = field(default_factory=dict)
-    no_measurement: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    status: str
+    ellipse_mm: Ellipse | None = None
+    hc_mm: float | None = None
+    outline_inside_fraction: float | None = None
+    note: str = ""
+
+
+@dataclass
+class HCBatch:
+    """The outcome of :func:`measure_hc_folder`: filename → :class:`HCRow`, in CSV order."""
+
+    rows: dict[str, HCRow] = field(default_factory=dict)
 
     @property
-    def measured(self) -> int:
-        """Number of frames with an ellipse."""
-        return sum(ellipse is not None for ellipse in self.ellipses_mm.values())
+    def ellipses_mm(self) -> dict[str, Ellipse | None]:
+        """filename → submission ellipse in mm, or None for a frame that could not be read."""
+        return {name: row.ellipse_mm for name, row in self.rows.items()}
+
+    def count(self, status: str) -> int:
+        """Number of frames of that :attr:`HCRow.status`."""
+        return sum(row.status == status for row in self.rows.values())
 
     @property
     def exit_code(self) -> int:
         """0 when every frame was processed (measured or honestly not), 1 when some could not be read."""
-        return 1 if self.errors else 0
+        return 1 if self.count("error") else 0
 
     def problem_lines(self) -> list[str]:
-        """One line per frame without an ellipse: ``NAME: no measurement: reason`` or ``NAME: error: ...``."""
-        lines = []
-        for name in self.ellipses_mm:
-            if name in self.no_measurement:
-                lines.append(f"{name}: no measurement: {self.no_measurement[name]}")
-            elif name in self.errors:
-                lines.append(f"{name}: error: {self.errors[name]}")
-        return lines
+        """One line per flagged frame: ``NAME: NOTE`` (border-cut, no measurement, error)."""
+        return [f"{name}: {row.note}" for name, row in self.rows.items() if row.note]
 
     def summary(self) -> str:
-        """``N images, M measured, K without a measurement`` (and the unreadable ones, if any)."""
+        """How many frames were measured, cut by the border, without a measurement and unreadable."""
+        border_cut = sum(row.status == "measured" and row.outline_inside_fraction < 1.0 for row in self.rows.values())
+        best_effort, placeholders = self.count("best-effort"), self.count("placeholder")
         text = (
-            f"{len(self.ellipses_mm)} images, {self.measured} measured, "
-            f"{len(self.no_measurement)} without a measurement"
+            f"{len(self.rows)} images, {self.count('measured')} measured ({border_cut} cut by the border), "
+            f"{best_effort + placeholders} without a measurement ({best_effort} best-effort ellipses, "
+            f"{placeholders} placeholders)"
         )
-        return text + (f", {len(self.errors)} could not be read" if self.errors else "")
+        return text + (f", {self.count('error')} could not be read" if self.count("error") else "")
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def write_flags(path: str | Path, rows: Mapping[str, HCRow]) -> Path:
+    """Write the flags of ``hc`` as a CSV of :data:`FLAGS_COLUMNS`, one row per frame, atomically.
+
+    ``hc_mm`` and ``outline_inside_fraction`` are empty where no head ellipse was fitted;
+    ``note`` is empty for a trustworthy head seen whole.
+    """
+    path = Path(path)
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FLAGS_COLUMNS)
+        for name, row in rows.items():
+            writer.writerow([name, _number(row.hc_mm), _number(row.outline_inside_fraction), row.note])
+    return path
+
+
+def _head_fit(result: FrameMeasurement) -> tuple[PlaneMeasurement | None, str | None]:
+    """``hc``'s view of a frame: the measurement of its fitted ellipse (None without one), its
+    :attr:`~PlaneMeasurement.refused` also set when the network sees another plane, and why the
+    frame has no trustworthy head measurement (None when it has)."""
+    reason = result.no_measurement
+    if reason is None and result.plane != "head":
+        reason = f"the network sees a {result.plane} plane, not a head"
+    measurement = result.measurement or result.best_effort
+    if measurement is None or measurement.ellipse is None:
+        return None, reason
+    return replace(measurement, refused=reason), reason
+
+
+def _hc_row(measurement: PlaneMeasurement | None, reason: str | None, shape: tuple[int, int], pixel_size: float) -> HCRow:
+    """The submission ellipse and flags of one frame, from :func:`_head_fit` (see :class:`HCRow`)."""
+    if measurement is None:
+        placeholder = placeholder_ellipse(shape).to_mm(pixel_size)
+        return HCRow("placeholder", placeholder, note=f"no measurement: {reason}; placeholder ellipse")
+    inside = measurement.outline_inside_fraction
+    status, note = "measured", ""
+    if measurement.refused is not None:
+        status, note = "best-effort", f"no measurement: {measurement.refused}; best-effort ellipse"
+    elif measurement.border_cut:
+        note = f"border-cut: {inside:.0%} of the head's outline in the image, the ellipse extrapolated"
+    return HCRow(status, measurement.ellipse.to_mm(pixel_size), measurement.value_mm, inside, note)
 
 
 def measure_hc_folder(
@@ -400,15 +520,17 @@ def measure_hc_folder(
 ) -> HCBatch:
     """Fit the head ellipse of every frame of an HC18-style folder, one frame after the other.
 
-    A frame that fails does not stop the batch: a frame without a trustworthy measurement, or
-    that the network classifies as another plane than a head, goes to ``no_measurement``; a
-    missing or unreadable one to ``errors``.
+    A frame that fails does not stop the batch. Every frame that can be read gets an ellipse
+    (:class:`HCRow`): a head without a trustworthy measurement, or that the network classifies
+    as another plane than a head, its best-effort ellipse; a frame without a head mask a
+    placeholder. A missing or unreadable frame gets none.
 
     Args:
         predictor: the 2D network.
         images_dir: folder of the frames.
         pixel_sizes: filename → pixel size in mm (:func:`fetalbiometry.data.hc18.read_pixel_sizes`).
-        overlays_dir: if given, a PNG per measured frame with its ellipse (:func:`overlay_path`).
+        overlays_dir: if given, a PNG per frame with a fitted ellipse (:func:`overlay_path`,
+            colours of :func:`draw_measurement`).
         progress: show a tqdm bar on stderr; None shows it on a terminal only.
 
     Returns:
@@ -426,22 +548,17 @@ def measure_hc_folder(
     batch = HCBatch()
     disable = None if progress is None else not progress
     for name, pixel_size in tqdm(pixel_sizes.items(), desc="hc", unit="image", disable=disable):
-        batch.ellipses_mm[name] = None
         try:
             frame = read_plane_image(images_dir / name, pixel_size)
             result = measure_frame(predictor, frame.pixels, frame.pixel_size_mm)
         except FetalBiometryError as error:
-            batch.errors[name] = str(error)
+            batch.rows[name] = HCRow("error", note=f"error: {error}")
             continue
         except Exception as error:  # one bad frame never stops the batch: record it and go on
-            batch.errors[name] = " ".join(f"{type(error).__name__}: {error}".split())
+            batch.rows[name] = HCRow("error", note="error: " + " ".join(f"{type(error).__name__}: {error}".split()))
             continue
-        if result.measurement is None:
-            batch.no_measurement[name] = str(result.no_measurement)
-        elif result.plane != "head":
-            batch.no_measurement[name] = f"the network sees a {result.plane} plane, not a head"
-        else:
-            batch.ellipses_mm[name] = result.measurement.ellipse.to_mm(pixel_size)
-            if overlays_dir is not None:
-                write_overlay(overlay_path(overlays_dir, name), frame.pixels, result.measurement)
+        measurement, reason = _head_fit(result)
+        batch.rows[name] = _hc_row(measurement, reason, frame.pixels.shape, pixel_size)
+        if overlays_dir is not None and measurement is not None:
+            write_overlay(overlay_path(overlays_dir, name), frame.pixels, measurement)
     return batch

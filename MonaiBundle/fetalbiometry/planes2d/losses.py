@@ -26,6 +26,21 @@ def _class_indices(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return labels.long()
 
 
+def _class_probabilities(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Labels (B, 1, *S) or (B, *S) as target class probabilities (B, K, *S).
+
+    With two classes a label is the foreground's share of the pixel (a 0/1 mask, or the area
+    fractions of a supersampled label, :func:`fetalbiometry.data.hc18_dataset.structure_area_fractions`);
+    with more it is a class index, one-hot encoded.
+    """
+    if logits.shape[1] != 2:
+        return F.one_hot(_class_indices(labels, logits), logits.shape[1]).movedim(-1, 1).to(logits.dtype)
+    if labels.ndim == logits.ndim:
+        labels = labels.squeeze(1)
+    foreground = labels.to(logits.dtype).clamp(0.0, 1.0)
+    return torch.stack((1.0 - foreground, foreground), dim=1)
+
+
 class BoundaryWeightedDiceCELoss(_Loss):
     """The MTLN segmentation loss ``L_seg = w * (E + Dice)`` (Sobhaninia et al., Eqs. 2-4).
 
@@ -33,7 +48,8 @@ class BoundaryWeightedDiceCELoss(_Loss):
     both terms:
 
     - cross entropy, weighted per pixel and averaged over the pixels:
-      ``E = mean_x w(x) · (−log p_{g(x)}(x))``;
+      ``E = mean_x w(x) · Σ_k −g_k(x) log p_k(x)``, where ``g(x)`` is one-hot, or for two classes
+      the area fraction of a supersampled label (a target finer than the pixel);
     - a weighted soft Dice over the foreground classes, where each pixel counts ``w(x)`` times in
       the intersection and in both sizes:
       ``Dice = 1 − (2 Σ_x w p g + ε) / (Σ_x w p + Σ_x w g + ε)``, per image and class, averaged.
@@ -51,18 +67,18 @@ class BoundaryWeightedDiceCELoss(_Loss):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Args:
             logits: class logits (B, K, *S), K >= 2 (background first).
-            labels: class indices (B, 1, *S) or (B, *S).
+            labels: class indices, or with two classes foreground fractions, (B, 1, *S) or (B, *S).
             weight: pixel weights (B, 1, *S) or (B, *S).
 
         Returns:
             ``E + Dice``, a scalar.
         """
-        indices = _class_indices(labels, logits)
+        targets = _class_probabilities(labels, logits)
         if weight.ndim == logits.ndim:
             weight = weight.squeeze(1)
-        cross_entropy = (weight * F.cross_entropy(logits, indices, reduction="none")).mean()
+        cross_entropy = (weight * F.cross_entropy(logits, targets, reduction="none")).mean()
         probabilities = torch.softmax(logits, dim=1)[:, 1:]
-        truth = F.one_hot(indices, logits.shape[1]).movedim(-1, 1)[:, 1:].to(probabilities.dtype)
+        truth = targets[:, 1:]
         weight = weight.unsqueeze(1)
         spatial = tuple(range(2, logits.ndim))
         intersection = (weight * probabilities * truth).sum(spatial)

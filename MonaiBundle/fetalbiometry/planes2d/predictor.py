@@ -51,7 +51,7 @@ from fetalbiometry.biometry.planes import PLANE_CLASSES, PlaneMeasurement, measu
 from fetalbiometry.biometry.ellipse import fit_ellipse_to_mask
 from fetalbiometry.data.hc18_dataset import HeadCrop, affine_ellipse, letterbox, require_head_crop
 from fetalbiometry.errors import EmptyMaskError, InputError, NoMeasurementError, require_bool
-from fetalbiometry.weights import expected_checksum, fit_weights, read_weights, resolve_device
+from fetalbiometry.weights import expected_checksum, fit_weights, read_weights, recorded_checksum, resolve_device
 
 __all__ = [
     "BIOMETRY_CONFIG_DIR",
@@ -419,7 +419,7 @@ def load_plane_predictor(
         shipped = Path(bundle_root) / SHIPPED_PLANE_MODEL
         network = load_plane_network(network, shipped, expected_checksum(bundle_root, SHIPPED_PLANE_MODEL))
     else:
-        network = load_plane_network(network, model_path)
+        network = load_plane_network(network, model_path, recorded_checksum(bundle_root, model_path))
     return PlanePredictor(
         network,
         parser.get_parsed_content("spatial_size"),

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 from ignite.engine import Engine, Events
 from monai.data import Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fetalbiometry.data.hc18 import HC18Record, split_by_subject, training_records
@@ -64,15 +65,22 @@ def hc18_splits(
     return {"training": training, "validation": validation, "test": test}
 
 
-def cached(dataset: Sequence[Mapping[str, Any]], progress: bool = True) -> Dataset:
+def cached(dataset: Sequence[Mapping[str, Any]], progress: bool = True, num_workers: int = 0) -> Dataset:
     """Every sample of ``dataset`` computed once and kept in memory.
 
     The MTLN augmentation is offline (fixed flips and rotations), so the samples, boundary weight
     maps included, do not change from epoch to epoch. MONAI's ``CacheDataset`` caches the output of
     a transform chain over a list of items; here the items are made by a dataset class
-    (:class:`~fetalbiometry.data.hc18_dataset.HC18PlaneDataset`), so they are read out directly.
+    (:class:`~fetalbiometry.data.hc18_dataset.HC18PlaneDataset`), so they are read out directly,
+    by ``num_workers`` processes of a ``DataLoader`` when more than 0.
     """
-    return Dataset([dataset[index] for index in tqdm(range(len(dataset)), desc="caching", disable=not progress)])
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
+    return Dataset(list(tqdm(loader, total=len(dataset), desc="caching", disable=not progress)))
+
+
+def _as_is(sample: Any) -> Any:
+    """A ``collate_fn`` that leaves each sample as the dataset made it (a module function: it crosses processes)."""
+    return sample
 
 
 def load_trained(network: nn.Module, path: str | Path) -> nn.Module:

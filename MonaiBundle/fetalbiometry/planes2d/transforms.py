@@ -31,14 +31,15 @@ def boundary_weight_map(mask: np.ndarray, w0: float = 30.0, sigma: float = 10.0)
     full) gives weights 1.
 
     Args:
-        mask: 2D (or nD) array; non-zero pixels are the structure.
+        mask: 2D (or nD) array; pixels above 0.5 are the structure (class indices, or the area
+            fractions of a supersampled label).
         w0: ω0, the extra weight on the boundary (30 in the paper's Table I).
         sigma: σ of the Gaussian, in pixels (10 in Table I).
 
     Returns:
         float32 weights of ``mask``'s shape: ``1 + w0`` on the boundary, tending to 1 far from it.
     """
-    foreground = np.asarray(mask) != 0
+    foreground = np.asarray(mask) > 0.5
     boundary = foreground & ~ndimage.binary_erosion(foreground, border_value=1)
     if not boundary.any():
         return np.ones(foreground.shape, dtype=np.float32)

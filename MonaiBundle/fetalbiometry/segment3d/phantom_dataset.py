@@ -38,7 +38,7 @@ from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset
 
 from fetalbiometry.data.anatomy import HeadAnatomy
-from fetalbiometry.data.synthetic import PROBE_DIRECTIONS, HeadPhantom, make_head_volume
+from fetalbiometry.data.synthetic import IMAGE_MODELS, PROBE_DIRECTIONS, HeadPhantom, ImageModel, make_head_volume
 from fetalbiometry.io import atomic_output, write_image
 from fetalbiometry.segment3d.transforms import image_to_tensor
 
@@ -128,6 +128,8 @@ class PhantomDataset(Dataset):
         field_of_view_range: (min, max) field of view in mm, if larger than the head's margin.
         max_voxels: largest grid generated; a larger draw is coarsened to fit.
         oblique_probability: chance that the file's direction is oblique rather than the identity.
+        image_models: B-mode models of :data:`fetalbiometry.data.synthetic.IMAGE_MODELS`, cycled
+            through by item (e.g. ``("polar", "cartesian")`` for half of each).
         transform: optional callable applied to each item (a MONAI ``Compose``).
     """
 
@@ -142,10 +144,13 @@ class PhantomDataset(Dataset):
         field_of_view_range: Sequence[float] = (80.0, 200.0),
         max_voxels: float = 16e6,
         oblique_probability: float = 0.5,
+        image_models: Sequence[ImageModel] = ("cartesian",),
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         if length < 1 or base_seed < 0:
             raise ValueError(f"need length >= 1 and base_seed >= 0, got length={length}, base_seed={base_seed}.")
+        if not image_models or any(model not in IMAGE_MODELS for model in image_models):
+            raise ValueError(f"image_models must be among {IMAGE_MODELS}, got {tuple(image_models)}.")
         if not 0.0 < spacing_range[0] <= spacing_range[1] or max_anisotropy < 1.0:
             raise ValueError(f"need 0 < spacing_range[0] <= [1] and max_anisotropy >= 1, got {spacing_range}, {max_anisotropy}.")
         self.length = length
@@ -157,6 +162,7 @@ class PhantomDataset(Dataset):
         self.field_of_view_range = (float(field_of_view_range[0]), float(field_of_view_range[1]))
         self.max_voxels = float(max_voxels)
         self.oblique_probability = float(oblique_probability)
+        self.image_models = tuple(image_models)
         self.transform = transform
 
     @property
@@ -193,6 +199,7 @@ class PhantomDataset(Dataset):
             ga_weeks=ga_weeks,
             probe_direction=index % len(PROBE_DIRECTIONS),
             direction=grid.scene_direction,
+            image_model=self.image_models[index % len(self.image_models)],
         )
         for image in (phantom.image, phantom.label):
             image.SetDirection(grid.file_direction)
@@ -263,17 +270,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max-voxels", type=float, default=16e6, help="largest training grid (voxels)")
     parser.add_argument("--workers", type=int, default=1, help="processes generating phantoms")
+    parser.add_argument(
+        "--image-models", nargs="+", choices=IMAGE_MODELS, default=["cartesian"],
+        help="B-mode models, cycled through by phantom (default: cartesian)",
+    )
     args = parser.parse_args(argv)
+    common = {"spacing_range": args.spacing_range, "max_voxels": args.max_voxels, "image_models": args.image_models}
     parts = {}
     if args.train:
-        parts["training"] = PhantomDataset(args.train, args.seed, spacing_range=args.spacing_range, max_voxels=args.max_voxels)
+        parts["training"] = PhantomDataset(args.train, args.seed, **common)
     if args.validation:
-        parts["validation"] = PhantomDataset(
-            args.validation, args.seed + args.train, spacing_range=args.spacing_range, max_voxels=args.max_voxels
-        )
+        parts["validation"] = PhantomDataset(args.validation, args.seed + args.train, **common)
     if args.test:
         # test grids up to 300³ voxels: the finest spacings stay fine for all but the largest heads
-        parts["test"] = PhantomDataset(args.test, args.test_seed, spacing_range=args.test_spacing_range, max_voxels=27e6)
+        common |= {"spacing_range": args.test_spacing_range, "max_voxels": 27e6}
+        parts["test"] = PhantomDataset(args.test, args.test_seed, **common)
     if not parts:
         parser.error("nothing to write: give --train, --validation or --test")
     path = write_phantom_datalist(args.outdir, parts, args.workers)

@@ -33,7 +33,7 @@ from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.errors import require_bool
 from fetalbiometry.segment3d.inputs import check_segmentable
 from fetalbiometry.segment3d.transforms import SegmentorInput, check_target_spacing, image_to_tensor, tensor_to_label
-from fetalbiometry.weights import expected_checksum, load_weights, resolve_device
+from fetalbiometry.weights import expected_checksum, load_weights, recorded_checksum, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Segmenter:
         if model_path is None:
             load_weights(model.network, bundle_root / SHIPPED_MODEL, expected_checksum(bundle_root, SHIPPED_MODEL))
         else:
-            load_weights(model.network, Path(model_path), checksum=None)
+            load_weights(model.network, Path(model_path), recorded_checksum(bundle_root, model_path))
         return cls(model, resolve_device(device))
 
     @torch.no_grad()

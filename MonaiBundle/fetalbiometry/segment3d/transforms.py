@@ -13,8 +13,8 @@ sees what it was trained on:
    ``EnsureChannelFirstd`` give for the same file (array axes in ITK (x, y, z) order, affine in
    RAS). Configs load files with those two transforms.
 2. :func:`spatial_transforms`: the volume is put on the network's grid, whatever the scanner
-   exported: ``Orientationd`` to RAS, :class:`AntiAliasd` against aliasing, then ``Spacingd`` to the bundle's ``target_spacing`` (mm)
-   on an axis-aligned grid (``diagonal=True`` removes an oblique direction too), trilinear for
+   exported: ``Orientationd`` to RAS, :class:`AntiAliasd` against aliasing, then ``Spacingd`` to the
+   bundle's ``target_spacing`` (mm) on an axis-aligned grid (``diagonal=True`` removes an oblique direction too), trilinear for
    images and nearest for labels, then padding to a multiple of :data:`SIZE_DIVISOR` for the
    network's poolings. A head of one size in mm is one size in voxels at every input spacing and
    direction. The paper's setting, 0.38 mm scans down-scaled by 0.4, is ``target_spacing`` 0.95 mm.
