@@ -84,7 +84,8 @@ def test_metadata_verifies_offline_against_the_local_schema(monkeypatch, tmp_pat
     metadata = json.loads(META.read_text(encoding="utf-8"))
     assert metadata["schema"] == OFFICIAL_SCHEMA_URL
     assert metadata["required_packages_version"] == metadata["optional_packages_version"]
-    assert metadata["model_sha256"].keys() == {"models/model.pt", "models/hc_model.pt"}
+    shipped = {f"models/{path.name}" for path in (fetalbiometry.BUNDLE_ROOT / "models").glob("*.pt")}
+    assert metadata["model_sha256"].keys() == shipped and "models/hc_model_synthetic_only.pt" in shipped
     for relative_path, checksum in metadata["model_sha256"].items():
         assert sha256_of(fetalbiometry.BUNDLE_ROOT / relative_path) == checksum, relative_path
     assert "RECONSTRUCTION" in json.loads(SCHEMA.read_text(encoding="utf-8"))["description"]
@@ -112,6 +113,8 @@ def test_a_shipped_file_passed_by_its_path_is_checked_like_the_default(tmp_path)
     for relative, checksum in metadata["model_sha256"].items():
         assert recorded_checksum(bundle, bundle / relative) == checksum
         assert recorded_checksum(bundle, tmp_path / Path(relative).name) is None  # a user's own file
+    synthetic_only = fetalbiometry.BUNDLE_ROOT / "models" / "hc_model_synthetic_only.pt"
+    assert load_plane_predictor(synthetic_only, "mtln.json", "cpu").head_crop is not None  # checked, loaded
     shipped = bundle / "models" / "hc_model.pt"
     data = bytearray(shipped.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one weight changed: the file still loads, only its checksum tells
