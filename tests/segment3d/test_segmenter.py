@@ -17,7 +17,9 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
+from fetalbiometry.data.synthetic import make_head_volume
 from fetalbiometry.errors import InputError, require_bool
+from fetalbiometry.metrics import label_volume_ml
 from fetalbiometry.segment3d.segmenter import Segmenter, load_bundle_model
 from fetalbiometry.weights import load_weights, sha256_of
 
@@ -185,3 +187,15 @@ def test_segment_warns_about_a_spacing_that_looks_missing(random_model, tmp_path
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fetalbiometry: warning:")]
     assert len(warnings) == 4  # exactly 1 mm (no spacing stored?), and a 30 mm field of view on each axis
     assert "exactly 1 mm" in warnings[0] and all("field of view" in line for line in warnings[1:])
+
+
+def test_bfloat16_on_the_cpu_gives_the_float32_head():
+    """The shipped model in bfloat16 (the default on CPUs with bfloat16 units) and in float32."""
+    image = make_head_volume(seed=3, shape=(64, 64, 64), spacing=(2.0, 2.0, 2.0), ga_weeks=24.0).image
+    segmenter = Segmenter.from_bundle(device="cpu")
+    volumes = {}
+    for bfloat16 in (False, True):
+        segmenter.bfloat16 = bfloat16
+        volumes[bfloat16] = label_volume_ml(segmenter.segment(image))
+    assert volumes[False] > 50.0  # a head was found
+    assert volumes[True] == pytest.approx(volumes[False], rel=0.01)

@@ -67,18 +67,35 @@ def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
     )
 
 
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles).
+
+    PyTorch has no public query for it; its private ``torch.cpu._is_amx_tile_supported`` is asked
+    if present, and any other CPU counts as without (there bfloat16 would be emulated, slower).
+    """
+    query = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(query()) if callable(query) else False
+
+
 class Segmenter:
     """Whole-fetal-head segmentation of one volume at a time.
+
+    On a CPU with bfloat16 units (:func:`cpu_has_bfloat16_units`) the network runs under
+    ``torch.autocast`` in bfloat16: 2.3 times faster on a 96³ grid on 2 cores, the same head
+    volumes to within 0.3 % on the validation phantoms (docs/experiments/2026-12-04-3d-physical-scale.md).
+    The probabilities are computed in float32 either way.
 
     Args:
         model: the network and its inference settings (see :func:`load_bundle_model`).
         device: where the network runs; it falls back to the CPU if CUDA runs out of memory.
+        bfloat16: run the network in bfloat16 on the CPU; None: where the CPU has bfloat16 units.
     """
 
-    def __init__(self, model: BundleModel, device: torch.device) -> None:
+    def __init__(self, model: BundleModel, device: torch.device, bfloat16: bool | None = None) -> None:
         self.model = model
         self.device = device
         self.network = model.network.to(device).eval()
+        self.bfloat16 = cpu_has_bfloat16_units() if bfloat16 is None else bfloat16
 
     @classmethod
     def from_bundle(
@@ -95,7 +112,10 @@ class Segmenter:
     @torch.no_grad()
     def _class_scores(self, network_input: torch.Tensor) -> torch.Tensor:
         batch = torch.as_tensor(network_input)[None].to(self.device)
-        return torch.softmax(self.model.inferer(batch, self.network)[0].float(), dim=0).cpu()
+        on_cpu_in_bfloat16 = self.bfloat16 and self.device.type == "cpu"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on_cpu_in_bfloat16):
+            logits = self.model.inferer(batch, self.network)[0]
+        return torch.softmax(logits.float(), dim=0).cpu()
 
     def segment(self, image: sitk.Image) -> sitk.Image:
         """Label (uint8, 1 = whole fetal head) on exactly ``image``'s grid."""

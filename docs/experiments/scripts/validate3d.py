@@ -2,7 +2,8 @@
 
 The columns are those of the bundle's ``evaluate.json`` (``metrics.csv``), so ``tables3d.py``
 summarises either. ``--running-statistics`` puts batch normalisation back to PyTorch's running
-averages (the behaviour before ``networks.normalization``), for the comparison in
+averages (the behaviour before ``networks.normalization``), and ``--float32`` keeps the network in
+float32 on a CPU with bfloat16 units, for the comparisons in
 ``docs/experiments/2026-12-04-3d-physical-scale.md``.
 
     python docs/experiments/scripts/validate3d.py MODEL.pt out/val3d/datalist.json validation > val.csv
@@ -41,8 +42,10 @@ def main() -> int:
     parser.add_argument("datalist", type=Path)
     parser.add_argument("part", help="training, validation or test")
     parser.add_argument("--running-statistics", action="store_true")
+    parser.add_argument("--float32", action="store_true", help="no bfloat16, even on a CPU with bfloat16 units")
     args = parser.parse_args()
     segmenter = Segmenter.from_bundle(None if args.model == "-" else args.model, device="cpu")
+    segmenter.bfloat16 = segmenter.bfloat16 and not args.float32
     if args.running_statistics:
         use_running_statistics(segmenter.network)
     writer = csv.writer(sys.stdout)
