@@ -203,7 +203,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from fetalbiometry.data.synthetic import write_phantoms
 
     records = write_phantoms(
-        args.outdir, dim=int(args.dim[0]), n=args.n, seed=args.seed, rescans=args.rescans, spacing_mm=args.spacing
+        args.outdir, dim=int(args.dim[0]), n=args.n, seed=args.seed, rescans=args.rescans, spacing_mm=args.spacing,
+        image_model=args.image_model,
     )
     print(f"wrote {len(records)} phantom(s) to {args.outdir}")
     return 0
@@ -396,6 +397,10 @@ def add_synth_parser(commands: Commands) -> None:
     parser.add_argument("--rescans", type=int, default=1, help="3d: scans per subject from different probe directions")
     parser.add_argument(
         "--spacing", type=float, default=None, help="3d: voxel size in mm, e.g. 0.8 as scanners export (default 2.6)"
+    )
+    parser.add_argument(
+        "--image-model", choices=["polar", "cartesian"], default=None,
+        help="B-mode model (docs/phantoms.md; default: polar for 2d, cartesian for 3d)",
     )
     parser.set_defaults(handler=cmd_synth)
 

@@ -613,6 +613,7 @@ def write_phantoms(
     rescans: int = 1,
     kinds: Sequence[PlaneKind] = PLANE_KINDS,
     spacing_mm: float | None = None,
+    image_model: ImageModel | None = None,
 ) -> list[PhantomRecord]:
     """Write a synthetic cohort: images, labels, ground truth and a MONAI datalist.
 
@@ -634,6 +635,8 @@ def write_phantoms(
         kinds: 2D: plane kinds, cycled.
         spacing_mm: 3D: isotropic voxel size of a scanner-like grid over the default field of view
             (:func:`scanner_grid`); None keeps the default 2.6 mm grid.
+        image_model: B-mode model of :data:`IMAGE_MODELS`; None for each dimension's default
+            (polar planes, Cartesian volumes).
 
     Returns:
         One :class:`PhantomRecord` per image written.
@@ -649,18 +652,21 @@ def write_phantoms(
         raise InputError("give at least one plane kind")
     if dim == 2 and spacing_mm is not None:
         raise InputError("--spacing applies to 3D phantoms only")
+    if image_model is not None and image_model not in IMAGE_MODELS:
+        raise InputError(f"image model must be one of {', '.join(IMAGE_MODELS)}; got {image_model!r}")
     grid = {} if spacing_mm is None else scanner_grid(spacing_mm)
+    model = {} if image_model is None else {"image_model": image_model}
     records = []
     for index in range(n):
         child = _child_seed(seed, index)
         if dim == 3:
             subject = f"sub-{index:03d}"
-            scans = make_rescans(child, rescans, **grid)
+            scans = make_rescans(child, rescans, **grid, **model)
             phantoms = [(f"{subject}_scan-{k}", scan.image, scan.label, scan.truth) for k, scan in enumerate(scans)]
         else:
             kind = kinds[index % len(kinds)]
             subject = f"{kind}-{index:04d}"
-            plane = make_plane(kind, child)
+            plane = make_plane(kind, child, **model)
             phantoms = [(subject, plane.image, plane.mask, plane.truth)]
         for case, image, label, truth in phantoms:
             image_path = write_image(image, outdir / "imagesTr" / f"{case}.nii.gz")
