@@ -19,6 +19,7 @@ from fetalbiometry.errors import InputError
 
 __all__ = [
     "check_model_file",
+    "cpu_has_bfloat16_units",
     "expected_checksum",
     "fit_weights",
     "load_weights",
@@ -105,3 +106,13 @@ def fit_weights(network: nn.Module, state: Mapping[str, torch.Tensor], path: Pat
 def load_weights(network: nn.Module, path: Path, checksum: str | None) -> None:
     """Load a state dict into ``network`` after checking the file and, if known, its checksum."""
     fit_weights(network, read_weights(path, checksum), path)
+
+
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles).
+
+    PyTorch has no public query for it; its private ``torch.cpu._is_amx_tile_supported`` is asked
+    if present, and any other CPU counts as without (there bfloat16 would be emulated, slower).
+    """
+    query = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(query()) if callable(query) else False

@@ -51,7 +51,14 @@ from fetalbiometry.biometry.planes import PLANE_CLASSES, PlaneMeasurement, measu
 from fetalbiometry.biometry.ellipse import fit_ellipse_to_mask
 from fetalbiometry.data.hc18_dataset import HeadCrop, affine_ellipse, letterbox, require_head_crop
 from fetalbiometry.errors import EmptyMaskError, InputError, NoMeasurementError, require_bool
-from fetalbiometry.weights import expected_checksum, fit_weights, read_weights, recorded_checksum, resolve_device
+from fetalbiometry.weights import (
+    cpu_has_bfloat16_units,
+    expected_checksum,
+    fit_weights,
+    read_weights,
+    recorded_checksum,
+    resolve_device,
+)
 
 __all__ = [
     "BIOMETRY_CONFIG_DIR",
@@ -254,6 +261,9 @@ class PlanePredictor:
             (:class:`~fetalbiometry.data.hc18_dataset.HeadCrop`); the probability is then the
             second look's inside the window and 0 outside. None: one look. A network trained
             without the windows (``head_crop`` in its training config) has not seen such input.
+        bfloat16: run the network in bfloat16 on the CPU (``torch.autocast``); None: where the
+            CPU has bfloat16 units (:func:`~fetalbiometry.weights.cpu_has_bfloat16_units`). The
+            probabilities are computed in float32 either way.
 
     Raises:
         InputError: an unknown plane, ``zscore``/``flip_averaging`` that are not booleans (a
@@ -270,6 +280,7 @@ class PlanePredictor:
         plane: str = "head",
         flip_averaging: bool = False,
         head_crop: HeadCrop | None = None,
+        bfloat16: bool | None = None,
     ) -> None:
         if plane not in PLANE_CLASSES:
             raise InputError(f"plane must be one of {', '.join(PLANE_CLASSES)}; got {plane!r}")
@@ -282,6 +293,13 @@ class PlanePredictor:
         self.plane = plane
         self.flip_averaging = flip_averaging
         self.head_crop = require_head_crop(head_crop)
+        self.bfloat16 = cpu_has_bfloat16_units() if bfloat16 is None else bfloat16
+
+    def _outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's named outputs (:func:`network_outputs`) for a batch, in float32."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16 and self.device.type == "cpu"):
+            outputs = network_outputs(self.network(image))
+        return {name: value.float() for name, value in outputs.items()}
 
     def _network_input(self, frame: np.ndarray) -> tuple[torch.Tensor, np.ndarray, float]:
         frame = np.asarray(frame)
@@ -309,7 +327,7 @@ class PlanePredictor:
             InputError: the frame is not 2D or not finite.
         """
         image, matrix, scale = self._network_input(frame)
-        outputs = network_outputs(self.network(image))
+        outputs = self._outputs(image)
         plane = self.plane
         if "plane" in outputs:
             plane = PLANE_CLASSES[int(outputs["plane"].argmax(dim=1)[0])]
@@ -327,7 +345,7 @@ class PlanePredictor:
         probability = _foreground_on_frame(segmentation, matrix, shape)
         if self.flip_averaging:
             mirrored, mirrored_matrix, _ = self._network_input(np.fliplr(frame))
-            segmentation = network_outputs(self.network(mirrored))["segmentation"]
+            segmentation = self._outputs(mirrored)["segmentation"]
             probability = 0.5 * (probability + np.fliplr(_foreground_on_frame(segmentation, mirrored_matrix, shape)))
         return probability
 
@@ -351,7 +369,7 @@ class PlanePredictor:
         crop = np.asarray(frame)[top : top + rows, left : left + columns]
         image, matrix, _ = self._network_input(crop)
         refined = np.zeros_like(first.probability)
-        segmentation = network_outputs(self.network(image))["segmentation"]
+        segmentation = self._outputs(image)["segmentation"]
         refined[top : top + rows, left : left + columns] = self._foreground(crop, segmentation, matrix)
         return PlanePrediction(first.plane, refined, window=window)
 

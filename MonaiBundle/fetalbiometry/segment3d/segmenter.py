@@ -33,7 +33,13 @@ from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.errors import require_bool
 from fetalbiometry.segment3d.inputs import check_segmentable
 from fetalbiometry.segment3d.transforms import SegmentorInput, check_target_spacing, image_to_tensor, tensor_to_label
-from fetalbiometry.weights import expected_checksum, load_weights, recorded_checksum, resolve_device
+from fetalbiometry.weights import (
+    cpu_has_bfloat16_units,
+    expected_checksum,
+    load_weights,
+    recorded_checksum,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,23 +73,14 @@ def load_bundle_model(bundle_root: Path = BUNDLE_ROOT) -> BundleModel:
     )
 
 
-def cpu_has_bfloat16_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles).
-
-    PyTorch has no public query for it; its private ``torch.cpu._is_amx_tile_supported`` is asked
-    if present, and any other CPU counts as without (there bfloat16 would be emulated, slower).
-    """
-    query = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(query()) if callable(query) else False
-
-
 class Segmenter:
     """Whole-fetal-head segmentation of one volume at a time.
 
-    On a CPU with bfloat16 units (:func:`cpu_has_bfloat16_units`) the network runs under
-    ``torch.autocast`` in bfloat16: 2.3 times faster on a 96³ grid on 2 cores, the same head
-    volumes to within 0.21 % on the 16 validation phantoms (docs/experiments/2026-12-04-3d-physical-scale.md).
-    The probabilities are computed in float32 either way.
+    On a CPU with bfloat16 units (:func:`~fetalbiometry.weights.cpu_has_bfloat16_units`) the
+    network runs under ``torch.autocast`` in bfloat16: 2.3 times faster on a 96³ grid on 2 cores,
+    the same head volumes to within 0.21 % on the 16 validation phantoms
+    (docs/experiments/2026-12-04-3d-physical-scale.md). The probabilities are computed in float32
+    either way.
 
     Args:
         model: the network and its inference settings (see :func:`load_bundle_model`).
