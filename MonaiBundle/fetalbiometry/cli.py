@@ -115,8 +115,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     working = " x ".join(f"{s:.2f}" for s in segmenter.model.target_spacing)
     given = " x ".join(f"{s:.2f}" for s in image.GetSpacing())
     print(f"working spacing: {working} mm (this volume: {given} mm)")
-    precision = "bfloat16" if segmenter.bfloat16 and segmenter.device.type == "cpu" else "float32"
-    print(f"segmenting {args.input} on {segmenter.device} ({precision})", flush=True)
+    print(f"segmenting {args.input} on {segmenter.device} ({segmenter.precision})", flush=True)
     label = segmenter.segment(image)
     write_image(label, args.output)
     print(f"wrote {args.output}")

@@ -19,6 +19,7 @@ from fetalbiometry.errors import InputError
 
 __all__ = [
     "check_model_file",
+    "cpu_autocast",
     "cpu_has_bfloat16_units",
     "expected_checksum",
     "fit_weights",
@@ -26,6 +27,7 @@ __all__ = [
     "read_weights",
     "recorded_checksum",
     "resolve_device",
+    "runs_in_cpu_bfloat16",
     "sha256_of",
 ]
 
@@ -116,3 +118,13 @@ def cpu_has_bfloat16_units() -> bool:
     """
     query = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(query()) if callable(query) else False
+
+
+def runs_in_cpu_bfloat16(device: torch.device, bfloat16: bool) -> bool:
+    """Whether a network asked to use ``bfloat16`` runs in it on ``device``: on the CPU only."""
+    return bfloat16 and device.type == "cpu"
+
+
+def cpu_autocast(device: torch.device, bfloat16: bool) -> torch.autocast:
+    """``torch.autocast`` to bfloat16 where :func:`runs_in_cpu_bfloat16`, a context that does nothing elsewhere."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=runs_in_cpu_bfloat16(device, bfloat16))

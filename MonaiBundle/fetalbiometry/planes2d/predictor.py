@@ -52,6 +52,7 @@ from fetalbiometry.biometry.ellipse import fit_ellipse_to_mask
 from fetalbiometry.data.hc18_dataset import HeadCrop, affine_ellipse, letterbox, require_head_crop
 from fetalbiometry.errors import EmptyMaskError, InputError, NoMeasurementError, require_bool
 from fetalbiometry.weights import (
+    cpu_autocast,
     cpu_has_bfloat16_units,
     expected_checksum,
     fit_weights,
@@ -297,7 +298,7 @@ class PlanePredictor:
 
     def _outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The network's named outputs (:func:`network_outputs`) for a batch, in float32."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16 and self.device.type == "cpu"):
+        with cpu_autocast(self.device, self.bfloat16):
             outputs = network_outputs(self.network(image))
         return {name: value.float() for name, value in outputs.items()}
 

@@ -34,11 +34,13 @@ from fetalbiometry.errors import require_bool
 from fetalbiometry.segment3d.inputs import check_segmentable
 from fetalbiometry.segment3d.transforms import SegmentorInput, check_target_spacing, image_to_tensor, tensor_to_label
 from fetalbiometry.weights import (
+    cpu_autocast,
     cpu_has_bfloat16_units,
     expected_checksum,
     load_weights,
     recorded_checksum,
     resolve_device,
+    runs_in_cpu_bfloat16,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ class Segmenter:
     """Whole-fetal-head segmentation of one volume at a time.
 
     On a CPU with bfloat16 units (:func:`~fetalbiometry.weights.cpu_has_bfloat16_units`) the
-    network runs under ``torch.autocast`` in bfloat16: 2.3 times faster on a 96³ grid on 2 cores,
+    network runs under ``torch.autocast`` in bfloat16: 2 times faster on a 96³ grid on 2 cores,
     the same head volumes to within 0.21 % on the 16 validation phantoms
     (docs/experiments/2026-12-04-3d-physical-scale.md). The probabilities are computed in float32
     either way.
@@ -106,11 +108,15 @@ class Segmenter:
             load_weights(model.network, Path(model_path), recorded_checksum(bundle_root, model_path))
         return cls(model, resolve_device(device))
 
+    @property
+    def precision(self) -> str:
+        """``"bfloat16"`` or ``"float32"``: what the network runs in on the current device."""
+        return "bfloat16" if runs_in_cpu_bfloat16(self.device, self.bfloat16) else "float32"
+
     @torch.no_grad()
     def _class_scores(self, network_input: torch.Tensor) -> torch.Tensor:
         batch = torch.as_tensor(network_input)[None].to(self.device)
-        on_cpu_in_bfloat16 = self.bfloat16 and self.device.type == "cpu"
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on_cpu_in_bfloat16):
+        with cpu_autocast(self.device, self.bfloat16):
             logits = self.model.inferer(batch, self.network)[0]
         return torch.softmax(logits.float(), dim=0).cpu()
 
