@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from fetalbiometry.data.anatomy import ECHO_LEVEL, MaternalTissue
+from fetalbiometry.data.anatomy import ECHO_LEVEL, LIMB_BONE_LEVEL, MaternalTissue
 from fetalbiometry.data.realism import correlation_length
 from fetalbiometry.data.synthetic import (
     IMAGE_MODELS,
@@ -24,6 +24,7 @@ from fetalbiometry.data.ultrasound import (
     Bone,
     CartesianGrid,
     Ellipsoid,
+    FourierNoise,
     PointSpreadFunction,
     PolarGrid,
     SectorProbe,
@@ -108,6 +109,28 @@ def test_label_is_the_scene_and_the_image_deterministic(model):
     np.testing.assert_array_equal(label, inside)
     np.testing.assert_array_equal(image, scanned(7, model)[0])
     assert not np.array_equal(image, scanned(8, model)[0])
+
+
+def test_fetal_parts_fill_the_fluid_but_not_the_walls():
+    undulation = FourierNoise.random(np.random.default_rng(0), 2, (40.0, 150.0))
+    parts = ((disk(0.0, 60.0, 5.0), 140.0), (disk(0.0, 5.0, 8.0), 140.0))  # one in the fluid, one in the wall
+    bare, crowded = (MaternalTissue(12.0, 100.0, None, undulation, fetal_parts) for fetal_parts in ((), parts))
+    points = np.array([[0.0, 0.0, 0.0], [60.0, 80.0, 5.0]])
+    depth, angle = points[1], np.zeros(3)
+    with_parts, without = crowded.echo(points, depth, angle), bare.echo(points, depth, angle)
+    assert without[0] == ECHO_LEVEL["fluid"] and with_parts[0] > 90.0  # the part, textured
+    assert with_parts[1] == without[1] == ECHO_LEVEL["fluid"]  # fluid beside it
+    assert with_parts[2] == without[2] != ECHO_LEVEL["fluid"]  # the wall in front stays
+
+
+def test_random_fetal_parts_lie_against_the_structure():
+    centre, radius = np.array([60.0, 70.0]), 30.0
+    tissues = [MaternalTissue.random(np.random.default_rng(seed), 2, 100.0, around=(centre, radius)) for seed in range(20)]
+    outlines = [outline for tissue in tissues for outline, level in tissue.fetal_parts if level != LIMB_BONE_LEVEL]
+    assert 10 <= len(outlines) and any(not tissue.fetal_parts for tissue in tissues)
+    for outline in outlines:  # each part's soft tissue comes as near as the structure's edge or nearer
+        assert np.linalg.norm(outline.center - centre) - outline.semi_axes.min() <= radius + 1e-9
+    assert not MaternalTissue.random(np.random.default_rng(0), 2, 100.0).fetal_parts
 
 
 def test_scan_rejects_an_unknown_model():

@@ -32,7 +32,7 @@ from fetalbiometry.planes2d.evaluation import (
 )
 from fetalbiometry.planes2d import report as plane_report
 from fetalbiometry.planes2d.predictor import PlanePredictor, load_plane_predictor, network_outputs
-from fetalbiometry.planes2d.training import PlaneLoss, PlaneValidation, hc18_splits
+from fetalbiometry.planes2d.training import PlaneLoss, PlaneValidation, WeightAveraging, hc18_splits
 
 HC18_DIR = Path(os.environ.get("HC18_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hc18"))
 FRAME_SHAPE = (540, 800)
@@ -225,6 +225,35 @@ def test_validation_keeps_the_best_weights(tmp_path):
     assert engine.state.metrics["val_no_measurement"] == 1
     assert torch.load(tmp_path / "best.pt", weights_only=True)["gain"].item() == 40.0
     assert network.training
+
+
+def test_validation_keeps_the_averaged_weights_when_asked(tmp_path):
+    """With ``averaged``, the exponential moving average of the weights is validated and saved."""
+    network = ThresholdNetwork()
+    averaging = WeightAveraging(network, decay=0.75)
+    averaging()  # the first update copies the weights: 40
+    with torch.no_grad():
+        network.gain.fill_(20.0)
+    averaging()  # 0.75 * 40 + 0.25 * 20
+    assert averaging.module.gain.item() == pytest.approx(35.0) and network.gain.item() == 20.0
+    case = PlaneCase("good", ellipse_frame(), 0.1, "head", TRUE_ELLIPSE.circumference * 0.1, TRUE_ELLIPSE)
+    validation = PlaneValidation([case], lambda net: PlanePredictor(net, (160, 256)), tmp_path / "best.pt", averaged=averaging)
+    validation(SimpleNamespace(network=network, state=SimpleNamespace(metrics={}, epoch=1)))
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["gain"].item() == pytest.approx(35.0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        WeightAveraging(network, decay=1.0)
+
+
+def test_validation_without_frames_keeps_the_last_weights(tmp_path):
+    """A final training on all the data has no validation frames: each epoch's weights replace the last."""
+    network = ThresholdNetwork()
+    validation = PlaneValidation([], lambda net: PlanePredictor(net, (160, 256)), tmp_path / "last.pt")
+    engine = SimpleNamespace(network=network, state=SimpleNamespace(metrics={}, epoch=1))
+    for gain in (40.0, -40.0):
+        with torch.no_grad():
+            network.gain.fill_(gain)
+        validation(engine)
+        assert torch.load(tmp_path / "last.pt", weights_only=True)["gain"].item() == gain
 
 
 def test_validation_counts_a_wrong_plane_class_as_a_failure(tmp_path):

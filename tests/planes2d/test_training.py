@@ -133,7 +133,7 @@ def test_synthetic_only_mtln_trains_without_hc18_and_is_measured_on_it(tmp_path)
     networks = ["mtln.json", "mtln_synthetic_only.json"]
     lengths = {"training": 2, "validation": 1, "test": 0}
     args = {"features": [8, 8, 16, 16, 16], "phantom_lengths": lengths, "frame_shape": [135, 200]}
-    args |= {"augmentations": IDENTITY_ONLY, "label_supersampling": 2, "cache_workers": 1}
+    args |= {"augmentations": IDENTITY_ONLY, "label_supersampling": 2, "cache_workers": 1, "ema_decay": 0.9}
     bundle("training", networks, tmp_path, hc18_dir=str(tmp_path / "no-hc18-here"), **args)
     assert (tmp_path / "models" / "model.pt").is_file()
     needs_hc18()
@@ -142,6 +142,38 @@ def test_synthetic_only_mtln_trains_without_hc18_and_is_measured_on_it(tmp_path)
     assert summary["images"] == 2
     rows = (tmp_path / "evaluation" / "per_image.csv").read_text(encoding="utf-8").splitlines()
     assert all(row.split(",")[0].endswith(".png") for row in rows[1:])
+
+
+def test_mtln_with_phantoms_trains_on_hc18_frames_and_phantom_heads(tmp_path):
+    """``mtln_with_phantoms.json``: the HC18 training frames and phantom heads, HC18 validation."""
+    needs_hc18()
+    files = [CONFIGS / "biometry" / name for name in ("train.json", "mtln.json", "mtln_with_phantoms.json")]
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in files])
+    parser.update({"hc18_dir": str(HC18_DIR), "max_images": 2, "phantom_planes": 3, "augmentations": IDENTITY_ONLY})
+    hc18_samples, phantom_samples = (len(parser.get_parsed_content(key)) for key in ("hc18_samples", "phantom_samples"))
+    assert hc18_samples >= 2 and phantom_samples >= 3  # + second-look windows of small heads
+    assert len(parser.get_parsed_content("train_dataset")) == hc18_samples + phantom_samples
+    assert [case.name for case in parser.get_parsed_content("validation_cases")] == [
+        record.filename for record in hc18_splits(HC18_DIR)["validation"][:2]
+    ]
+
+
+def test_all_frames_trains_on_every_hc18_frame_without_validation(tmp_path):
+    """``all_frames.json``: the final training on all of HC18's frames, the last epoch's weights kept."""
+    needs_hc18()
+    networks = ["mtln.json", "all_frames.json"]
+    files = [CONFIGS / "biometry" / "train.json", *(CONFIGS / "biometry" / name for name in networks)]
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in files])
+    parser.update({"hc18_dir": str(HC18_DIR)})
+    assert [record.filename for record in parser.get_parsed_content("training_records")] == [
+        record.filename for record in hc18.training_records(HC18_DIR)
+    ]
+    assert parser.get_parsed_content("validation_cases") == []
+    args = {"features": [8, 8, 16, 16, 16], "hc18_dir": str(HC18_DIR), "max_images": 2, "augmentations": IDENTITY_ONLY}
+    bundle("training", networks, tmp_path, **args)
+    assert (tmp_path / "models" / "model.pt").is_file()
 
 
 def test_multitask_unet_trains_on_hc18_heads_with_synthetic_abdomens_and_femurs(tmp_path):

@@ -48,6 +48,7 @@ from fetalbiometry.errors import InputError
 __all__ = [
     "ATTENUATION_PER_MM",
     "ECHO_LEVEL",
+    "LIMB_BONE_LEVEL",
     "SCATTERER_DENSITY",
     "AbdomenSlice",
     "FemurSlice",
@@ -123,6 +124,7 @@ _SOLID_BONE_ATTENUATION_PER_MM = 0.9
 _FACE_SURFACE_NOISE_MM = 2.0  # SD of the face surface's unevenness
 _SUBARACHNOID_MM = 1.2  # fluid between skull and brain
 _FALX_HALF_WIDTH_MM = 0.6
+LIMB_BONE_LEVEL = 0.8 * ECHO_LEVEL["bone"]  # a limb's bone cut across, as a 2D plane's fetal part shows it
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -177,6 +179,29 @@ def _box(center: Sequence[float], semi_axes: Sequence[float], rotation: np.ndarr
     """An :class:`Ellipsoid` from plain sequences, axis-aligned unless ``rotation`` is given."""
     center, semi_axes = np.asarray(center, dtype=float), np.asarray(semi_axes, dtype=float)
     return Ellipsoid(center, semi_axes, np.eye(len(center)) if rotation is None else rotation)
+
+
+def _fetal_parts(
+    rng: np.random.Generator, centre: np.ndarray, radius_mm: float
+) -> tuple[tuple[Ellipsoid, float], ...]:
+    """0-3 other fetal parts around a 2D plane's structure of ``radius_mm`` at ``centre`` (world mm):
+    the trunk or a shoulder (a large soft-tissue ellipse) and limbs in section (soft tissue around a
+    bright bone). Each is placed against the structure or overlapping it (the structure hides what
+    lies behind it), so that a network trained on the planes meets textured tissue, not only fluid,
+    at the structure's boundary, as in real frames.
+    """
+    parts: list[tuple[Ellipsoid, float]] = []
+    for _ in range(rng.integers(0, 4)):
+        trunk = rng.uniform() < 0.4
+        semi_axes = radius_mm * (rng.uniform([0.6, 0.4], [1.1, 0.8]) if trunk else rng.uniform([0.2, 0.08], [0.6, 0.2]))
+        towards = rng.uniform(0.0, 2.0 * math.pi)
+        distance = radius_mm + semi_axes[1] * rng.uniform(-0.5, 1.0)
+        part_centre = centre + distance * np.array([math.cos(towards), math.sin(towards)])
+        rotation = rotation_2d(towards + math.pi / 2 + rng.uniform(-0.6, 0.6))
+        parts.append((_box(part_centre, semi_axes, rotation), rng.uniform(110.0, 165.0)))
+        if not trunk:
+            parts.append((_box(part_centre, semi_axes * [0.8, 0.3], rotation), LIMB_BONE_LEVEL))
+    return tuple(parts)
 
 
 def rotation_2d(angle: float) -> np.ndarray:
@@ -279,22 +304,43 @@ class MaternalTissue:
         far_wall_mm: depth below the skin where the far uterine wall begins.
         placenta: (centre angle, half width in radians, thickness mm) of the placenta, or None.
         undulation: smooth noise that makes the layer boundaries wavy.
+        fetal_parts: other parts of the fetus in the amniotic fluid (trunk, limbs with their bone),
+            as (outline in the world, echo level), painted in order over the fluid only.
     """
 
     wall_mm: float
     far_wall_mm: float
     placenta: tuple[float, float, float] | None
     undulation: FourierNoise
+    fetal_parts: tuple[tuple[Ellipsoid, float], ...] = ()
 
     @classmethod
-    def random(cls, rng: np.random.Generator, dim: int, fetus_depth_mm: float) -> MaternalTissue:
-        """Random layers for a fetus reaching ``fetus_depth_mm`` below the skin."""
+    def random(
+        cls,
+        rng: np.random.Generator,
+        dim: int,
+        fetus_depth_mm: float,
+        far_wall_gap_mm: tuple[float, float] = (5.0, 30.0),
+        around: tuple[np.ndarray, float] | None = None,
+    ) -> MaternalTissue:
+        """Random layers for a fetus reaching ``fetus_depth_mm`` below the skin.
+
+        Args:
+            rng: random generator.
+            dim: 2 or 3.
+            fetus_depth_mm: depth of the fetus's deepest point below the skin.
+            far_wall_gap_mm: range of the fluid gap between the fetus and the far uterine wall; a
+                negative gap lays the fetus against the wall (the fetus hides the wall behind it).
+            around: (centre in the world, radius mm) of the imaged structure, to place 0-3 other
+                fetal parts against it (:func:`_fetal_parts`); none when None.
+        """
         placenta = None
         if rng.uniform() < 0.7:
             placenta = (rng.uniform(-0.5, 0.5), rng.uniform(0.2, 0.45), rng.uniform(12.0, 25.0))
-        far_wall = fetus_depth_mm + rng.uniform(5.0, 30.0)
+        far_wall = fetus_depth_mm + rng.uniform(*far_wall_gap_mm)
         undulation = FourierNoise.random(rng, dim, (40.0, 150.0), n_waves=6)
-        return cls(rng.uniform(9.0, 16.0), far_wall, placenta, undulation)
+        parts = () if around is None else _fetal_parts(rng, *around)
+        return cls(rng.uniform(9.0, 16.0), far_wall, placenta, undulation, parts)
 
     def echo(self, points: np.ndarray, depth_mm: np.ndarray, angle: np.ndarray) -> np.ndarray:
         """Echo level at (d, N) points, given their depth below the skin and beam angle."""
@@ -320,6 +366,11 @@ class MaternalTissue:
         far = np.flatnonzero(depth_mm > self.far_wall_mm - 8.0)
         s = depth_mm[far] - self.far_wall_mm + 3.0 * self.undulation(points[:, far])
         level[far] = np.where(s > 0.0, ECHO_LEVEL["myometrium"], level[far])
+        fluid = np.flatnonzero(level == ECHO_LEVEL["fluid"])
+        texture = 10.0 * self.undulation(8.0 * points[:, fluid])  # the walls' undulation at 1/8 of its scale
+        for outline, part_level in self.fetal_parts:
+            inside = _inside_ellipse(outline, points[:, fluid])
+            level[fluid[inside]] = part_level + texture[inside]
         return level
 
 

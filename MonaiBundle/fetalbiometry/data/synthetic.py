@@ -128,6 +128,11 @@ _SKIN_RADIUS_MM = 30.0  # radius of the probe face: where the image starts
 _SPECKLE_GRAIN_MM = {3: (1.2, 0.4, 0.8), 2: (0.35, 0.7)}  # Cartesian model, array order: ([z,] y, x)
 _TGC_ERROR_DB = 1.5  # SD of the time-gain compensation's error along depth (polar model)
 _GAIN_DB = -5.0  # overall display gain of the polar model, matched to HC18's grey levels
+_GAIN_SPREAD_DB = 4.0  # the gain varies by up to this from one image to the next (sonographers set it)
+_DYNAMIC_RANGE_DB = (45.0, 60.0)  # the display's dynamic range, drawn per image
+_FAR_WALL_GAP_2D_MM = (-15.0, 25.0)  # planes: fluid between the structure and the far uterine wall; < 0: against it
+_CLUTTER_DB = (-55.0, -37.0)  # the scanner's clutter floor (side lobes, reverberation, debris), drawn per
+# image, relative to bone's echo: it shows clear fluid from black to grey, as real frames do
 _RESOLUTION_MM = 0.8  # echo boundaries are blurred over at least this (point-spread function)
 _CHUNK_POINTS = 1 << 20  # points evaluated at once when rendering a volume
 _EXPERT_VOLUME_SD = 0.03  # relative SD of the simulated expert volumes of the study manifest
@@ -242,7 +247,8 @@ def _polar_display(
     points = polar.points()
     polar_level = grid.sample(level, points).reshape(polar.shape)
     density, attenuation_per_mm = acoustic_properties(polar_level)
-    amplitude = echo_amplitude(polar_level) * grid.sample(attenuation, points).reshape(polar.shape)
+    clutter = 10.0 ** (rng.uniform(*_CLUTTER_DB) / 20.0)
+    amplitude = echo_amplitude(polar_level) * grid.sample(attenuation, points).reshape(polar.shape) + clutter
     tgc_error_db = _TGC_ERROR_DB * FourierNoise.random(rng, 1, (30.0, 120.0), n_waves=4)(polar.depths_mm[None])
     envelope = polar_envelope(
         amplitude, density, attenuation_per_mm, polar, PointSpreadFunction(), rng, tgc_error_db, tissue.wall_mm
@@ -250,7 +256,8 @@ def _polar_display(
     scan_converted = np.empty(grid.shape, np.float32)
     for rows, cartesian in _slabs(grid):
         scan_converted[rows] = polar.sample(envelope, cartesian).reshape(scan_converted[rows].shape)
-    return log_compress(scan_converted, in_sector, rng, gain_db=_GAIN_DB)
+    gain_db = _GAIN_DB + rng.uniform(-_GAIN_SPREAD_DB, _GAIN_SPREAD_DB)
+    return log_compress(scan_converted, in_sector, rng, rng.uniform(*_DYNAMIC_RANGE_DB), gain_db)
 
 
 # --- the 3D head --------------------------------------------------------------------------------
@@ -479,8 +486,9 @@ def make_plane(
 
     The structure is sized for GA by the INTERGROWTH-21st standards (HC, AC, FL: mean + z·SD, z drawn
     from N(0, 1) truncated to ±2), placed and rotated at random, and imaged like an HC18 frame: a
-    sector with a dark outside, maternal wall at the top, speckle, attenuation and shadows (behind the
-    skull, spine, ribs and femur). Heads and abdomens are at any angle; femurs within 25° of
+    sector with a dark outside, maternal wall at the top, amniotic fluid with 0-3 other fetal parts
+    against the structure, the far uterine wall behind it or touching it, speckle, attenuation and
+    shadows (behind the skull, spine, ribs and femur). Heads and abdomens are at any angle; femurs within 25° of
     horizontal, as sonographers measure them.
 
     Args:
@@ -520,7 +528,10 @@ def make_plane(
     posed = Posed(scene, center_px * pixel_size, rotation_2d(angle))
     apex_depth = 0.55 * rows * pixel_size
     probe = SectorProbe(np.array([(columns - 1) / 2.0 * pixel_size, -apex_depth]), apex_depth, half_angle_deg=36.0)
-    tissue = MaternalTissue.random(rng, 2, (center_px[1] + half_extent[1]) * pixel_size)
+    around = (center_px * pixel_size, float(np.mean(_rotated_half_extent(scene, angle))))
+    tissue = MaternalTissue.random(
+        rng, 2, (center_px[1] + half_extent[1]) * pixel_size, _FAR_WALL_GAP_2D_MM, around
+    )
 
     grid = CartesianGrid(np.zeros(2), np.eye(2) * pixel_size, shape)
     display, mask = scan(posed, tissue, probe, grid, rng, image_model)

@@ -11,7 +11,8 @@ with those of a source that has all three planes:
 - :class:`HC18Planes`: the real HC18 heads of ``train.json``'s subject split;
 - :class:`PhantomPlanes`: phantom planes as annotated frames, trained on exactly as HC18's frames
   are (offline augmentation, the MTLN's second-look windows, supersampled labels): the
-  sim-to-real model of ``mtln_synthetic_only.json`` (these three are :class:`AnnotatedPlanes`);
+  sim-to-real model of ``mtln_synthetic_only.json``, or added to HC18's frames by
+  ``mtln_with_phantoms.json`` (these three are :class:`AnnotatedPlanes`);
 - :class:`CombinedPlanes`: several sources together, e.g. the real HC18 heads with synthetic
   abdomens and femurs (``multitask_unet_hc18.json``), since no real abdomen or femur frames are
   public.

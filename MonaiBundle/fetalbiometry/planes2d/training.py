@@ -11,7 +11,8 @@ The networks differ in their outputs and losses, not in how they are trained, so
   wired in the config, not in code;
 - :class:`PlaneValidation` measures the network the way it will be used, with the HC18 figures of
   :mod:`fetalbiometry.planes2d.evaluation` on the validation frames at full resolution, and keeps the
-  weights with the best validation ADF.
+  weights with the best validation ADF: the trainer's, or their running average
+  (:class:`WeightAveraging`) when the config asks for one (``ema_decay``).
 
 The HC18 data are split by subject (:func:`hc18_splits`): a fixed test part, never trained on nor
 used to choose a model, then a validation part for model choice, and the rest for training.
@@ -29,6 +30,7 @@ import torch
 import torch.nn as nn
 from ignite.engine import Engine, Events
 from monai.data import Dataset
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -37,7 +39,15 @@ from fetalbiometry.io import atomic_output
 from fetalbiometry.planes2d.evaluation import PlaneCase, evaluate_planes, summarize_planes
 from fetalbiometry.planes2d.predictor import PlanePredictor, load_plane_network, network_outputs
 
-__all__ = ["PlaneLoss", "PlaneValidation", "cached", "hc18_splits", "load_trained", "prepare_plane_batch"]
+__all__ = [
+    "PlaneLoss",
+    "PlaneValidation",
+    "WeightAveraging",
+    "cached",
+    "hc18_splits",
+    "load_trained",
+    "prepare_plane_batch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +150,40 @@ class PlaneLoss(nn.Module):
         return self.loss(*values)
 
 
+class WeightAveraging:
+    """An exponential moving average of a network's weights, updated after every training iteration.
+
+    ``θ_avg ← decay · θ_avg + (1 − decay) · θ``, batch-norm statistics included
+    (``torch.optim.swa_utils.AveragedModel`` with its EMA function): the average smooths the
+    epoch-to-epoch swings of the validation figures that a single set of weights shows.
+
+    Args:
+        network: the trained network.
+        decay: weight of the average at each update, in (0, 1); e.g. 0.999 averages over about the
+            last 1,000 iterations.
+
+    Raises:
+        ValueError: ``decay`` outside (0, 1).
+    """
+
+    def __init__(self, network: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the EMA decay must be between 0 and 1, got {decay}.")
+        self.network = network
+        self.averaged = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @property
+    def module(self) -> nn.Module:
+        """The network with the averaged weights (same class and state-dict keys as ``network``)."""
+        return self.averaged.module
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine | None = None) -> None:
+        self.averaged.update_parameters(self.network)
+
+
 class PlaneValidation:
     """Validate a 2D network with the figures of :mod:`fetalbiometry.planes2d.evaluation`; keep its best weights.
 
@@ -148,13 +192,17 @@ class PlaneValidation:
     The weights are saved to ``save_path`` when they do better than all before: fewer failed frames
     (without a measurement, or given the wrong plane class by a network with a classifier), then a
     lower mean ADF. The figures go to the log and to ``engine.state.metrics`` (``val_adf_mm``,
-    ``val_dsc_percent``, ``val_hd_mm``, ``val_no_measurement``, ``val_wrong_plane``).
+    ``val_dsc_percent``, ``val_hd_mm``, ``val_no_measurement``, ``val_wrong_plane``). Without
+    validation frames (a final training on all the data, ``all_frames.json``) the weights are saved
+    at every validation, so the file holds those of the last epoch.
 
     Args:
         cases: validation frames with their references (e.g. ``hc18_case`` of each validation record).
         make_predictor: builds a :class:`~fetalbiometry.planes2d.predictor.PlanePredictor` around a network.
         save_path: where the best state dict goes (written atomically).
         interval: epochs between validations.
+        averaged: when given, its averaged weights are validated and saved instead of the trainer's
+            (attached to the trainer with this handler).
     """
 
     def __init__(
@@ -163,18 +211,29 @@ class PlaneValidation:
         make_predictor: Callable[[nn.Module], PlanePredictor],
         save_path: str | Path,
         interval: int = 1,
+        averaged: WeightAveraging | None = None,
     ) -> None:
         self.cases = list(cases)
         self.make_predictor = make_predictor
         self.save_path = Path(save_path)
         self.interval = interval
+        self.averaged = averaged
         self.best: tuple[int, float] = (len(self.cases) + 1, math.inf)
 
     def attach(self, engine: Engine) -> None:
+        if self.averaged is not None:
+            self.averaged.attach(engine)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
 
     def __call__(self, engine: Engine) -> None:
-        network = getattr(engine.network, "module", engine.network)  # unwrap DistributedDataParallel
+        if self.averaged is not None:
+            network = self.averaged.module
+        else:
+            network = getattr(engine.network, "module", engine.network)  # unwrap DistributedDataParallel
+        if not self.cases:
+            self._save(network)
+            logger.info(f"epoch {engine.state.epoch}: no validation frames; weights saved to {self.save_path}")
+            return
         results = evaluate_planes(self.make_predictor(network), self.cases, progress=False)
         network.train()
         summary = summarize_planes(results)
@@ -193,10 +252,13 @@ class PlaneValidation:
         improved = score < self.best
         if improved:
             self.best = score
-            with atomic_output(self.save_path) as temporary:
-                torch.save(network.state_dict(), temporary)
+            self._save(network)
         logger.info(
             f"epoch {engine.state.epoch}: "
             + ", ".join(f"{key} {value:.3f}" for key, value in figures.items())
             + (f" (best, saved to {self.save_path})" if improved else "")
         )
+
+    def _save(self, network: nn.Module) -> None:
+        with atomic_output(self.save_path) as temporary:
+            torch.save(network.state_dict(), temporary)
