@@ -518,7 +518,8 @@ def make_plane(
     pixel_size = float(pixel_size)
 
     angle = math.radians(rng.uniform(-25.0, 25.0)) if kind == "femur" else rng.uniform(0.0, math.pi)
-    half_extent = _rotated_half_extent(scene, angle) / pixel_size + 4.0  # 4 pixels of margin
+    extent_mm = _rotated_half_extent(scene, angle)
+    half_extent = extent_mm / pixel_size + 4.0  # 4 pixels of margin
     center_px = np.array(
         [
             _uniform_within(rng, (0.38 * columns, 0.62 * columns), (half_extent[0], columns - 1 - half_extent[0])),
@@ -528,10 +529,8 @@ def make_plane(
     posed = Posed(scene, center_px * pixel_size, rotation_2d(angle))
     apex_depth = 0.55 * rows * pixel_size
     probe = SectorProbe(np.array([(columns - 1) / 2.0 * pixel_size, -apex_depth]), apex_depth, half_angle_deg=36.0)
-    around = (center_px * pixel_size, float(np.mean(_rotated_half_extent(scene, angle))))
-    tissue = MaternalTissue.random(
-        rng, 2, (center_px[1] + half_extent[1]) * pixel_size, _FAR_WALL_GAP_2D_MM, around
-    )
+    around = (center_px * pixel_size, float(np.mean(extent_mm)))
+    tissue = MaternalTissue.random(rng, 2, (center_px[1] + half_extent[1]) * pixel_size, _FAR_WALL_GAP_2D_MM, around)
 
     grid = CartesianGrid(np.zeros(2), np.eye(2) * pixel_size, shape)
     display, mask = scan(posed, tissue, probe, grid, rng, image_model)
