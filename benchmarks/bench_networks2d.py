@@ -28,10 +28,11 @@ It also times the shipped HC pipeline on one 540 x 800 frame, the size of an HC1
 back onto the frame) and :func:`fetalbiometry.biometry.measure_plane` (ellipse fit, HC, BPD, OFD).
 A network with random weights segments no head, so the ellipse fit is timed on the frame's
 reference mask, the mask a trained network gives; the pipeline's time is the sum of the two
-stages' medians, checked against the issue's target of 50 ms per image on 2 cores. A third stage
-is the second look of ``head_crop`` (:class:`fetalbiometry.data.hc18_dataset.HeadCrop`): the
-first look's ellipse fit on the network's grid and a predict on the head's window, which a frame
-with a small head adds; the pipeline with it is checked against the same target.
+stages' medians, checked against issue 24's target of 25 ms per image on 2 cores. A third stage
+is the second look of the shipped config's ``head_crop``
+(:class:`fetalbiometry.data.hc18_dataset.HeadCrop`): the first look's ellipse fit on the network's
+grid and a predict on the head's window, letterboxed to the look's input size, which a frame whose
+head gets a window adds; the pipeline with it is checked against 45 ms.
 
     .venv/bin/python -m benchmarks.bench_networks2d --out networks2d.md   # all networks
     .venv/bin/python -m benchmarks.bench_networks2d --networks mtln unet   # a few
@@ -41,6 +42,7 @@ with a small head adds; the pipeline with it is checked against the same target.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import random
 import shlex
@@ -73,7 +75,8 @@ BASELINE_FEATURES = (16, 32, 64, 128, 256, 16)  # the issue's reference BasicUNe
 LINKNET_FEATURES = (64, 64, 128, 256, 512)  # MTLN's default: LinkNet's widths, as in the MTLN paper
 HC18_FRAME_SHAPE = (540, 800)  # rows, columns of an HC18 image
 PIPELINE = "shipped HC pipeline"
-PIPELINE_TARGET_MS = 50.0  # issue: "≤ 50 ms per image on 2 cores" for the shipped model
+ONE_LOOK_TARGET_MS = 25.0  # issue 24: "one look ≤ 25 ms per frame [...] on 2 cores"
+TWO_LOOKS_TARGET_MS = 45.0  # issue 24: "the finer look ≤ 45 ms on 2 cores"
 SECOND_LOOK = "second look (head_crop)"
 
 
@@ -206,8 +209,10 @@ def _size_key(name: str, size: Sequence[int]) -> str:
     return f"{name} {size[0]}x{size[1]}"
 
 
-def _pipeline_stages(network: nn.Module, spatial_size: Sequence[int], seed: int) -> dict[str, Callable[[], object]]:
-    """The two stages of the shipped pipeline on one HC18-sized head frame (see the module docstring)."""
+def _pipeline_stages(
+    network: nn.Module, spatial_size: Sequence[int], head_crop: HeadCrop, seed: int
+) -> dict[str, Callable[[], object]]:
+    """The stages of the shipped pipeline on one HC18-sized head frame (see the module docstring)."""
     phantom = make_plane("head", seed, shape=HC18_FRAME_SHAPE)
     frame = sitk.GetArrayFromImage(phantom.image)
     reference_mask = sitk.GetArrayFromImage(phantom.mask).astype(bool)
@@ -215,14 +220,16 @@ def _pipeline_stages(network: nn.Module, spatial_size: Sequence[int], seed: int)
     predictor = PlanePredictor(network, spatial_size)
     measure_plane(reference_mask, "head", pixel_size)  # fails loudly here if this frame cannot be measured
     # min_zoom 1: a window for any head, so that the second look is timed whatever the phantom's size
+    head_crop = dataclasses.replace(head_crop, min_zoom=1.0)
     head = fit_ellipse_to_mask(reference_mask)
-    top, left, rows, columns = HeadCrop(min_zoom=1.0).window(head, frame.shape, spatial_size)
+    top, left, rows, columns = head_crop.window(head, frame.shape, spatial_size)
     window = frame[top : top + rows, left : left + columns]
     grid_mask = letterbox(reference_mask.astype(np.float32), spatial_size)[0] >= 0.5
+    window_predictor = PlanePredictor(network, head_crop.input_size(spatial_size))  # the look's input size
 
     def second_look() -> object:
         fit_ellipse_to_mask(grid_mask)  # the first look's ellipse on the network's grid places the window
-        return predictor.predict(window)
+        return window_predictor.predict(window)
 
     return {
         f"{PIPELINE}: predict": lambda: predictor.predict(frame),
@@ -250,7 +257,9 @@ def measure_all(names: Sequence[str], repeats: int, warmup: int, seed: int) -> t
         image = torch.randn((1, 1, *entry.input_size))
         runs[entry.name] = lambda model=model, image=image: model(image)
     shipped = catalogue["mtln"]
-    runs.update(_pipeline_stages(models["mtln"] if "mtln" in models else shipped.build(), shipped.input_size, seed))
+    head_crop = shipped_config().get_parsed_content("head_crop")
+    network = models["mtln"] if "mtln" in models else shipped.build()
+    runs.update(_pipeline_stages(network, shipped.input_size, head_crop, seed))
     print(f"timing {len(runs)} runs x {repeats} repeats ...", file=sys.stderr, flush=True)
     with torch.inference_mode():
         seconds = interleaved_medians(runs, repeats, warmup)
@@ -288,9 +297,12 @@ def report(rows: Sequence[Row], stages: Mapping[str, float], header: Sequence[st
         "  (predict: letterbox, network, probability mapped back; ellipse fit: measure_plane on the reference mask;"
         " second look: the first look's ellipse fit on the network grid and a predict on the head's window)"
     )
-    for what, total_ms in (("one look", one_look_ms), ("with the second look", two_looks_ms)):
-        verdict = "PASS" if total_ms <= PIPELINE_TARGET_MS else "FAIL"
-        target = f"target <= {PIPELINE_TARGET_MS:g} ms on 2 cores"
+    for what, total_ms, target_ms in (
+        ("one look", one_look_ms, ONE_LOOK_TARGET_MS),
+        ("with the second look", two_looks_ms, TWO_LOOKS_TARGET_MS),
+    ):
+        verdict = "PASS" if total_ms <= target_ms else "FAIL"
+        target = f"target <= {target_ms:g} ms on 2 cores"
         lines.append(f"- total, {what}: {total_ms:.1f} ms per image ({target}) {verdict}")
     return "\n".join(lines) + "\n"
 

@@ -371,6 +371,51 @@ def test_head_crop_samples_are_the_window_letterboxed_with_the_head_in_mm() -> N
         assert math.isclose(sample["hc_px"] * sample["pixel_size"], head.circumference * 0.1, rel_tol=1e-9)
 
 
+def test_finer_look_windows_large_heads_and_trains_on_crops_at_its_scale() -> None:
+    spatial_size, look_size, shape = (160, 256), (224, 352), (540, 800)
+    finer = HeadCrop(look_size=look_size)
+    large = Ellipse(400.0, 270.0, 260.0, 200.0, 0.0)  # too large for a second look at 160 x 256
+    assert HeadCrop().window(large, shape, spatial_size) is None
+    window = finer.window(large, shape, spatial_size)
+    top, left, rows, columns = window  # the head 224 / 160 = 1.4 times finer than a look at the whole frame
+    assert (top, left, rows, columns) == (10, 0, 520, 800)  # 1.3 x its bounding box's height, the frame's width
+    crops = finer.training_windows(window, shape, spatial_size)  # the window, at 160 x 256, shows it too coarse
+    scale = min(look_size[0] / rows, look_size[1] / columns)
+    crop_rows, crop_columns = round(160 / scale), round(256 / scale)
+    assert crops == [
+        (top + row_offset, left + column_offset, crop_rows, crop_columns)
+        for row_offset in (0, rows - crop_rows)
+        for column_offset in (0, columns - crop_columns)
+    ]
+    for _, _, rows, columns in crops:  # letterboxed to the network's input, a crop has the finer look's scale
+        assert min(spatial_size[0] / rows, spatial_size[1] / columns) == pytest.approx(scale, rel=0.01)
+    small = Ellipse(300.0, 200.0, 100.0, 80.0, 0.0)  # its window, at 160 x 256, is also a training sample
+    small_window = finer.window(small, shape, spatial_size)
+    assert finer.training_windows(small_window, shape, spatial_size)[0] == small_window
+    assert HeadCrop().training_windows((10, 20, 100, 160), shape, spatial_size) == [(10, 20, 100, 160)]
+    for bad in ((224,), (224.0, 352), (0, 352)):
+        with pytest.raises(InputError, match="look_size"):
+            HeadCrop(look_size=bad)
+
+
+def test_finer_look_samples_add_unaugmented_crops_of_the_head_to_its_window() -> None:
+    head = Ellipse(320.0, 250.0, 150.0, 120.0, 0.2)
+    frame = ellipse_to_mask(head, (540, 800)).astype(np.uint8) * 255
+    plane = AnnotatedPlane("head.png", lambda: frame, (540, 800), 0.1, head)
+    finer = HeadCrop(look_size=(224, 352))
+    dataset = PlaneSampleDataset([plane], (160, 256), MTLN_AUGMENTATIONS[:3], head_crop=finer)
+    window = finer.window(head, (540, 800), (160, 256))
+    windowed = [(item["window"], item["augmentation"].name) for item in dataset.data if item["window"] is not None]
+    assert windowed[:3] == [(window, augmentation.name) for augmentation in MTLN_AUGMENTATIONS[:3]]
+    assert len(windowed) == 7 and {name for _, name in windowed[3:]} == {"identity"}
+    for index in range(len(dataset) - 4, len(dataset)):
+        crop = dataset[index]
+        bright, label = crop["image"][0] > 0.5, crop["label"][0] > 0
+        assert 2 * (bright & label).sum() / (bright.sum() + label.sum()) > 0.98
+        assert not label.all() and label.any()  # part of the head, cut by the crop's edges
+        assert math.isclose(crop["hc_px"] * crop["pixel_size"], head.circumference * 0.1, rel_tol=1e-9)
+
+
 def test_hc18_samples_carry_the_reference_hc() -> None:
     if not (HC18_DIR / hc18.TRAINING_CSV).is_file():
         pytest.skip(f"HC18 not found at {HC18_DIR} (set HC18_DIR)")

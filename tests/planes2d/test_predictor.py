@@ -92,6 +92,32 @@ def test_head_crop_looks_again_at_a_small_head_only():
     assert len(calls) == 1 and large.window is None
 
 
+def test_finer_look_sees_a_large_head_again_on_a_finer_grid():
+    calls = []
+
+    class CountingNetwork(ThresholdNetwork):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            calls.append(tuple(image.shape))
+            return super().forward(image)
+
+    large = Ellipse(400.0, 270.0, 260.0, 200.0, 0.0)  # too large for a second look at 160 x 256
+    predictor = PlanePredictor(CountingNetwork(), (160, 256), head_crop=HeadCrop(look_size=(224, 352)))
+    prediction, measurement = predictor.measure(ellipse_frame(large), pixel_size=0.15)
+    assert calls == [(1, 1, 160, 256), (1, 1, 224, 352)] and prediction.window is not None
+    assert prediction.probability.shape == FRAME_SHAPE
+    assert measurement.value_mm == pytest.approx(large.circumference * 0.15, rel=0.003)
+    # tiled: the network sees the four 160 x 256 crops it was trained on, in one batch; a pixelwise
+    # network then gives the whole look's probability wherever the tiles agree
+    calls.clear()
+    tiled = PlanePredictor(CountingNetwork(), (160, 256), head_crop=HeadCrop(look_size=(224, 352), tiled=True))
+    tiled_prediction, tiled_measurement = tiled.measure(ellipse_frame(large), pixel_size=0.15)
+    assert calls == [(1, 1, 160, 256), (4, 1, 160, 256)] and tiled_prediction.window == prediction.window
+    assert np.abs(tiled_prediction.probability - prediction.probability).max() < 1e-4
+    assert tiled_measurement.value_mm == pytest.approx(measurement.value_mm, rel=1e-4)
+    with pytest.raises(InputError, match="tiled needs a look_size"):
+        HeadCrop(tiled=True)
+
+
 def test_predictor_refuses_bad_frames():
     predictor = PlanePredictor(ThresholdNetwork(), (160, 256))
     with pytest.raises(InputError, match="2D"):
@@ -234,12 +260,18 @@ def test_validation_keeps_the_averaged_weights_when_asked(tmp_path):
     averaging()  # the first update copies the weights: 40
     with torch.no_grad():
         network.gain.fill_(20.0)
-    averaging()  # 0.75 * 40 + 0.25 * 20
-    assert averaging.module.gain.item() == pytest.approx(35.0) and network.gain.item() == 20.0
+    averaging()  # warm-up: the second update weighs the average by (1 + 1) / (10 + 1), not 0.75
+    assert averaging.module.gain.item() == pytest.approx((2 * 40 + 9 * 20) / 11) and network.gain.item() == 20.0
+    for _ in range(40):  # warmed up, (1 + n) / (10 + n) > 0.75 from n = 26: 0.75 * previous + 0.25 * 20
+        averaging()
+    with torch.no_grad():
+        network.gain.fill_(60.0)
+    averaging()
+    assert averaging.module.gain.item() == pytest.approx(0.75 * 20 + 0.25 * 60)
     case = PlaneCase("good", ellipse_frame(), 0.1, "head", TRUE_ELLIPSE.circumference * 0.1, TRUE_ELLIPSE)
     validation = PlaneValidation([case], lambda net: PlanePredictor(net, (160, 256)), tmp_path / "best.pt", averaged=averaging)
     validation(SimpleNamespace(network=network, state=SimpleNamespace(metrics={}, epoch=1)))
-    assert torch.load(tmp_path / "best.pt", weights_only=True)["gain"].item() == pytest.approx(35.0)
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["gain"].item() == pytest.approx(30.0)
     with pytest.raises(ValueError, match="between 0 and 1"):
         WeightAveraging(network, decay=1.0)
 

@@ -340,19 +340,36 @@ class HeadCrop:
     two-stage scheme of finding the structure, then segmenting it in a window (docs/biometry.md
     measures it).
 
+    With ``look_size`` larger than the network's ``spatial_size`` the second look is a finer look at
+    nearly every head, large ones included: the window is letterboxed to ``look_size`` (the network
+    is fully convolutional) and the zoom is still measured against the first look, so a head too
+    large for a second look at ``spatial_size`` is seen on a grid up to ``look_size /
+    spatial_size`` times finer than the first look's. A training step still costs what a first-look
+    step costs: training takes crops of ``spatial_size`` from that fine letterbox
+    (:meth:`training_windows`), which show part of the head at the scale the finer look sees it.
+
     Args:
         margin: the window's height (or width) over the head's bounding box's, at least 1.
-        min_zoom: no window when it would enlarge the head less than this (the head already fills
-            the frame: a second look gains nothing).
-        max_zoom: the largest enlargement; a smaller head gets a window larger than its margin.
+        min_zoom: no window when it would enlarge the head less than this over the first look (the
+            head already fills the frame: a second look gains nothing).
+        max_zoom: the largest enlargement over the first look; a smaller head gets a window larger
+            than its margin.
+        look_size: (rows, columns) the window is letterboxed to for the second look; None: the
+            network's ``spatial_size``. At least ``spatial_size`` (both multiples of 32 for the MTLN).
+        tiled: run the finer look on the four tiles of ``spatial_size`` at the corners of the
+            ``look_size`` letterbox (:meth:`tiles`), the crops the network was trained on, rather
+            than on the whole letterbox; about twice the time.
 
     Raises:
-        InputError: a margin below 1, or zooms that are not 1 ≤ ``min_zoom`` ≤ ``max_zoom``.
+        InputError: a margin below 1, zooms that are not 1 ≤ ``min_zoom`` ≤ ``max_zoom``, a
+            ``look_size`` that is not two positive integers, or ``tiled`` without a ``look_size``.
     """
 
     margin: float = 1.3
     min_zoom: float = 1.2
     max_zoom: float = 3.0
+    look_size: tuple[int, int] | None = None
+    tiled: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.margin) and self.margin >= 1.0):
@@ -361,6 +378,16 @@ class HeadCrop:
             raise InputError(
                 f"head crop zooms must satisfy 1 <= min_zoom <= max_zoom, got {self.min_zoom}, {self.max_zoom}"
             )
+        if self.look_size is not None:
+            if len(self.look_size) != 2 or not all(isinstance(size, int) and size > 0 for size in self.look_size):
+                raise InputError(f"head crop look_size must be two positive integers (rows, columns), got {self.look_size}")
+            object.__setattr__(self, "look_size", tuple(self.look_size))
+        if self.tiled and self.look_size is None:
+            raise InputError("head crop tiled needs a look_size")
+
+    def input_size(self, spatial_size: Sequence[int]) -> tuple[int, int]:
+        """(rows, columns) the window is letterboxed to at inference: ``look_size`` or ``spatial_size``."""
+        return self.look_size if self.look_size is not None else (int(spatial_size[0]), int(spatial_size[1]))
 
     def window(
         self, ellipse: Ellipse, shape: Sequence[int], spatial_size: Sequence[int]
@@ -370,17 +397,18 @@ class HeadCrop:
         Args:
             ellipse: the head in frame pixels.
             shape: (rows, columns) of the frame.
-            spatial_size: (rows, columns) of the network's input, whose aspect the window takes.
+            spatial_size: (rows, columns) of the network's input: the first look's, to which the
+                zoom is relative. The window takes the aspect of :meth:`input_size`.
 
         Returns:
             (top, left, rows, columns) of the window, or None when it would enlarge the head less
             than ``min_zoom``.
         """
         frame_rows, frame_columns = shape
-        input_rows, input_columns = spatial_size
+        input_rows, input_columns = self.input_size(spatial_size)
         x_min, y_min, x_max, y_max = ellipse_bounding_box(ellipse)
         rows = self.margin * max(y_max - y_min, (x_max - x_min) * input_rows / input_columns)
-        frame_scale = min(input_rows / frame_rows, input_columns / frame_columns)
+        frame_scale = min(spatial_size[0] / frame_rows, spatial_size[1] / frame_columns)
         zoom = input_rows / (rows * frame_scale)
         if zoom < self.min_zoom:
             return None
@@ -389,6 +417,54 @@ class HeadCrop:
         top = round(min(max(0.5 * (y_min + y_max) - 0.5 * rows, 0.0), frame_rows - rows))
         left = round(min(max(0.5 * (x_min + x_max) - 0.5 * columns, 0.0), frame_columns - columns))
         return int(top), int(left), int(rows), int(columns)
+
+    def training_windows(
+        self, window: tuple[int, int, int, int], shape: Sequence[int], spatial_size: Sequence[int]
+    ) -> list[tuple[int, int, int, int]]:
+        """The training samples' windows for a second look at ``window``: itself, and crops of it.
+
+        Without ``look_size``, the window itself, letterboxed to ``spatial_size`` as the second
+        look sees it. With ``look_size``: the window itself when, letterboxed to ``spatial_size``,
+        it still enlarges the head ``min_zoom`` times over the first look (the windows a second look
+        at ``spatial_size`` would take); and four crops of ``spatial_size`` at the corners of the
+        window's letterbox at ``look_size`` (overlapping where ``look_size`` is under twice
+        ``spatial_size``), each returned as the part of the frame it shows: letterboxed to
+        ``spatial_size`` it has the finer look's scale, and shows the head cut by its edges.
+
+        Args:
+            window: (top, left, rows, columns) from :meth:`window`.
+            shape: (rows, columns) of the frame.
+            spatial_size: (rows, columns) of the training samples, the first look's input.
+
+        Returns:
+            windows (top, left, rows, columns) in frame pixels, inside ``window``.
+        """
+        top, left, rows, columns = window
+        if self.look_size is None:
+            return [window]
+        first_look_scale = min(spatial_size[0] / shape[0], spatial_size[1] / shape[1])
+        window_scale = min(spatial_size[0] / rows, spatial_size[1] / columns)
+        windows = [window] if window_scale >= self.min_zoom * first_look_scale else []
+        look_scale = min(self.look_size[0] / rows, self.look_size[1] / columns)
+        crop_rows = min(round(spatial_size[0] / look_scale), rows)
+        crop_columns = min(round(spatial_size[1] / look_scale), columns)
+        return windows + [
+            (top + row_offset, left + column_offset, crop_rows, crop_columns)
+            for row_offset in (0, rows - crop_rows)
+            for column_offset in (0, columns - crop_columns)
+        ]
+
+    def tiles(self, look_size: Sequence[int], spatial_size: Sequence[int]) -> list[tuple[int, int]]:
+        """(row, column) of the four tiles of ``spatial_size`` at the corners of a ``look_size`` grid.
+
+        They overlap where ``look_size`` is under twice ``spatial_size``; a tiled finer look runs
+        the network on each, as :meth:`training_windows` crops the window for training.
+        """
+        return [
+            (row, column)
+            for row in (0, max(look_size[0] - spatial_size[0], 0))
+            for column in (0, max(look_size[1] - spatial_size[1], 0))
+        ]
 
 
 def require_head_crop(value: object) -> HeadCrop | None:
@@ -525,7 +601,10 @@ class PlaneSampleDataset(Dataset):
     Each frame is expanded into one item per augmentation that keeps its structure in the image
     (:func:`augmentations_keeping_head`); frames are read when an item is fetched. With a
     ``head_crop``, a frame whose head (or abdomen) ellipse gets a window (:meth:`HeadCrop.window`)
-    also gives that window as a frame of its own, expanded by the same augmentations.
+    also gives that window as a frame of its own, expanded by the same augmentations; with the
+    finer look's ``look_size`` it also gives four crops of the window at the finer look's scale
+    (:meth:`HeadCrop.training_windows`), unaugmented: they cut the head, which a rotation would
+    cut further, and an epoch stays within 1.4 times the second-look recipe's length.
 
     Args:
         planes: the annotated frames.
@@ -557,7 +636,11 @@ class PlaneSampleDataset(Dataset):
             if head_crop is not None and isinstance(plane.structure, Ellipse):
                 window = head_crop.window(plane.structure, plane.frame_shape, self.spatial_size)
                 if window is not None:
-                    items.extend(self._items(plane, window, augmentations))
+                    frame_overhang = max(structure_overhang(plane.structure, plane.frame_shape), 0.0)
+                    for crop in head_crop.training_windows(window, plane.frame_shape, self.spatial_size):
+                        cut = structure_overhang(crop_structure(plane.structure, crop[0], crop[1]), crop[2:])
+                        crop_augmentations = augmentations if cut <= frame_overhang + 1e-6 else (IDENTITY,)
+                        items.extend(self._items(plane, crop, crop_augmentations))
         super().__init__(items, transform)
 
     def _items(

@@ -10,8 +10,9 @@ Every 2D network of the bundle is used the same way (:class:`PlanePredictor`):
 3. the foreground probability is mapped back onto the frame's own pixel grid through the inverse
    of the letterbox matrix (bilinear), so the 0.5 level, the fitted ellipse and every length are in
    frame pixels whatever the network's resolution;
-   with ``head_crop`` (:class:`~fetalbiometry.data.hc18_dataset.HeadCrop`) a small head is looked
-   at again: steps 1–3 on a window of the frame around the first look's ellipse;
+   with ``head_crop`` (:class:`~fetalbiometry.data.hc18_dataset.HeadCrop`) a small head (or, with
+   its ``look_size``, nearly every head) is looked at again: steps 1–3 on a window of the frame around the
+   first look's ellipse;
 4. :func:`fetalbiometry.biometry.measure_plane` fits the ellipse (head, abdomen) or the rectangle
    (femur) and refuses what cannot be measured (``NoMeasurementError`` with the reason).
 
@@ -302,13 +303,16 @@ class PlanePredictor:
             outputs = network_outputs(self.network(image))
         return {name: value.float() for name, value in outputs.items()}
 
-    def _network_input(self, frame: np.ndarray) -> tuple[torch.Tensor, np.ndarray, float]:
+    def _network_input(
+        self, frame: np.ndarray, input_size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, np.ndarray, float]:
+        """The frame letterboxed to ``input_size`` (default ``spatial_size``) as a batch of one, its matrix and scale."""
         frame = np.asarray(frame)
         if frame.ndim != 2:
             raise InputError(f"expected a 2D frame (rows, columns), got shape {frame.shape}")
         if not np.all(np.isfinite(frame)):
             raise InputError("the frame contains NaN or infinite values")
-        scaled, matrix, scale = letterbox(frame.astype(np.float32) / 255.0, self.spatial_size)
+        scaled, matrix, scale = letterbox(frame.astype(np.float32) / 255.0, input_size or self.spatial_size)
         image = scaled[None]
         if self.zscore:  # the transform the regression configs train with (on the same numpy array)
             image = NormalizeIntensity()(image)
@@ -340,15 +344,46 @@ class PlanePredictor:
             return PlanePrediction(plane, probability=probability)
         return self._look_again(PlanePrediction(plane, probability), frame, outputs["segmentation"], matrix)
 
-    def _foreground(self, frame: np.ndarray, segmentation: torch.Tensor, matrix: np.ndarray) -> np.ndarray:
-        """The foreground probability on ``frame``'s grid, averaged with the mirror's if ``flip_averaging``."""
+    def _foreground(
+        self,
+        frame: np.ndarray,
+        segmentation: torch.Tensor,
+        matrix: np.ndarray,
+        input_size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """The foreground probability on ``frame``'s grid, averaged with the mirror's if ``flip_averaging``.
+
+        ``input_size`` is the letterbox's that gave ``segmentation`` (default ``spatial_size``).
+        """
         shape = np.asarray(frame).shape
         probability = _foreground_on_frame(segmentation, matrix, shape)
         if self.flip_averaging:
-            mirrored, mirrored_matrix, _ = self._network_input(np.fliplr(frame))
-            segmentation = self._outputs(mirrored)["segmentation"]
+            mirrored, mirrored_matrix, _ = self._network_input(np.fliplr(frame), input_size)
+            segmentation = self._segmentation(mirrored)
             probability = 0.5 * (probability + np.fliplr(_foreground_on_frame(segmentation, mirrored_matrix, shape)))
         return probability
+
+    def _segmentation(self, image: torch.Tensor) -> torch.Tensor:
+        """The segmentation logits of a one-image batch, tile by tile for a tiled finer look.
+
+        An image larger than ``spatial_size`` with ``head_crop.tiled`` is cut into the tiles of
+        :meth:`~fetalbiometry.data.hc18_dataset.HeadCrop.tiles`, the crops the network was trained
+        on, run as one batch; their foreground probabilities are averaged where they overlap and
+        returned as log-probabilities, which a softmax turns back into that average.
+        """
+        look_size = tuple(image.shape[2:])
+        if self.head_crop is None or not self.head_crop.tiled or look_size == self.spatial_size:
+            return self._outputs(image)["segmentation"]
+        tile_rows, tile_columns = self.spatial_size
+        tiles = self.head_crop.tiles(look_size, self.spatial_size)
+        batch = torch.cat([image[..., row : row + tile_rows, column : column + tile_columns] for row, column in tiles])
+        tile_probabilities = torch.softmax(self._outputs(batch)["segmentation"], dim=1)[:, 1]
+        total, count = torch.zeros(look_size), torch.zeros(look_size)
+        for (row, column), probability in zip(tiles, tile_probabilities.cpu()):
+            total[row : row + tile_rows, column : column + tile_columns] += probability
+            count[row : row + tile_rows, column : column + tile_columns] += 1.0
+        foreground = (total / count).clamp(1e-6, 1.0 - 1e-6)
+        return torch.log(torch.stack((1.0 - foreground, foreground)))[None].to(image.device)
 
     def _look_again(
         self, first: PlanePrediction, frame: np.ndarray, segmentation: torch.Tensor, matrix: np.ndarray
@@ -356,7 +391,8 @@ class PlanePredictor:
         """The second look of ``head_crop`` at the window around ``first``'s head, or ``first`` if there is none.
 
         The window is placed by the ellipse of the first look's mask on the network's grid (a
-        tenth of the frame's pixels at HC18 size, so a few ms less), mapped onto the frame.
+        tenth of the frame's pixels at HC18 size, so a few ms less), mapped onto the frame, and
+        letterboxed to ``head_crop``'s :meth:`~fetalbiometry.data.hc18_dataset.HeadCrop.input_size`.
         """
         grid_mask = torch.softmax(segmentation, dim=1)[0, 1].cpu().numpy() >= 0.5
         try:
@@ -368,10 +404,11 @@ class PlanePredictor:
             return first
         top, left, rows, columns = window
         crop = np.asarray(frame)[top : top + rows, left : left + columns]
-        image, matrix, _ = self._network_input(crop)
+        input_size = self.head_crop.input_size(self.spatial_size)
+        image, matrix, _ = self._network_input(crop, input_size)
         refined = np.zeros_like(first.probability)
-        segmentation = self._outputs(image)["segmentation"]
-        refined[top : top + rows, left : left + columns] = self._foreground(crop, segmentation, matrix)
+        segmentation = self._segmentation(image)
+        refined[top : top + rows, left : left + columns] = self._foreground(crop, segmentation, matrix, input_size)
         return PlanePrediction(first.plane, refined, window=window)
 
     def measure(self, frame: np.ndarray, pixel_size: float) -> tuple[PlanePrediction, PlaneMeasurement]:

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from ignite.engine import Engine, Events
 from monai.data import Dataset
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -153,14 +153,18 @@ class PlaneLoss(nn.Module):
 class WeightAveraging:
     """An exponential moving average of a network's weights, updated after every training iteration.
 
-    ``θ_avg ← decay · θ_avg + (1 − decay) · θ``, batch-norm statistics included
-    (``torch.optim.swa_utils.AveragedModel`` with its EMA function): the average smooths the
-    epoch-to-epoch swings of the validation figures that a single set of weights shows.
+    ``θ_avg ← d_n · θ_avg + (1 − d_n) · θ`` at the n-th update, batch-norm statistics included
+    (``torch.optim.swa_utils.AveragedModel``), with the warm-up of TensorFlow's
+    ``ExponentialMovingAverage(num_updates=n)``: ``d_n = min(decay, (1 + n) / (10 + n))``. Without
+    it the average of a short training still holds its first, untrained weights: at 0.999 and 690
+    iterations an epoch, 0.999^2070 = 13 % of them after three epochs, and that average measured
+    no validation frame at all (docs/experiments/2026-12-04-ema-weights.md). The average smooths
+    the epoch-to-epoch swings of the validation figures that a single set of weights shows.
 
     Args:
         network: the trained network.
-        decay: weight of the average at each update, in (0, 1); e.g. 0.999 averages over about the
-            last 1,000 iterations.
+        decay: the largest weight of the average at an update, in (0, 1); e.g. 0.999 averages over
+            about the last 1,000 iterations once warmed up.
 
     Raises:
         ValueError: ``decay`` outside (0, 1).
@@ -170,7 +174,13 @@ class WeightAveraging:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"the EMA decay must be between 0 and 1, got {decay}.")
         self.network = network
-        self.averaged = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.decay = decay
+        self.averaged = AveragedModel(network, avg_fn=self._average, use_buffers=True)
+
+    def _average(self, averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        """One EMA step with the warm-up decay ``d_n`` (``AveragedModel``'s ``avg_fn``)."""
+        decay = min(self.decay, (1.0 + float(updates)) / (10.0 + float(updates)))
+        return decay * averaged + (1.0 - decay) * current
 
     @property
     def module(self) -> nn.Module:
