@@ -450,8 +450,7 @@ class HeadCrop:
         crop_columns = min(round(spatial_size[1] / look_scale), columns)
         return windows + [
             (top + row_offset, left + column_offset, crop_rows, crop_columns)
-            for row_offset in (0, rows - crop_rows)
-            for column_offset in (0, columns - crop_columns)
+            for row_offset, column_offset in _corner_offsets((rows, columns), (crop_rows, crop_columns))
         ]
 
     def tiles(self, look_size: Sequence[int], spatial_size: Sequence[int]) -> list[tuple[int, int]]:
@@ -460,11 +459,16 @@ class HeadCrop:
         They overlap where ``look_size`` is under twice ``spatial_size``; a tiled finer look runs
         the network on each, as :meth:`training_windows` crops the window for training.
         """
-        return [
-            (row, column)
-            for row in (0, max(look_size[0] - spatial_size[0], 0))
-            for column in (0, max(look_size[1] - spatial_size[1], 0))
-        ]
+        return _corner_offsets(look_size, spatial_size)
+
+
+def _corner_offsets(outer: Sequence[int], inner: Sequence[int]) -> list[tuple[int, int]]:
+    """(row, column) offsets of an ``inner`` (rows, columns) box at the four corners of an ``outer`` one."""
+    return [
+        (row, column)
+        for row in (0, max(int(outer[0]) - int(inner[0]), 0))
+        for column in (0, max(int(outer[1]) - int(inner[1]), 0))
+    ]
 
 
 def require_head_crop(value: object) -> HeadCrop | None:
