@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from fetalbiometry.data.anatomy import ECHO_LEVEL, LIMB_BONE_LEVEL, MaternalTissue
+from fetalbiometry.data.anatomy import ECHO_LEVEL, LIMB_BONE_LEVEL, MaternalTissue, amniotic_sac_probability
 from fetalbiometry.data.realism import correlation_length
 from fetalbiometry.data.synthetic import (
     IMAGE_MODELS,
@@ -131,6 +131,37 @@ def test_random_fetal_parts_lie_against_the_structure():
     for outline in outlines:  # each part's soft tissue comes as near as the structure's edge or nearer
         assert np.linalg.norm(outline.center - centre) - outline.semi_axes.min() <= radius + 1e-9
     assert not MaternalTissue.random(np.random.default_rng(0), 2, 100.0).fetal_parts
+
+
+def test_an_amniotic_sac_closes_the_fluid_on_every_side():
+    undulation = FourierNoise.random(np.random.default_rng(0), 2, (40.0, 150.0))
+    sac = (disk(0.0, 60.0, 20.0), 2.0)
+    part_outside = ((disk(0.0, 88.0, 3.0), 110.0),)  # a fetal part drawn past the sac's wall
+    open_fluid, closed = (MaternalTissue(12.0, 150.0, None, undulation, part_outside, s) for s in (None, sac))
+    points = np.array([[0.0, 0.0, 0.0, 30.0], [60.0, 88.0, 5.0, 60.0]])  # sac centre, beyond it, wall, beside
+    depth, angle = points[1], np.zeros(4)
+    without, with_sac = open_fluid.echo(points, depth, angle), closed.echo(points, depth, angle)
+    assert without[0] == with_sac[0] == ECHO_LEVEL["fluid"]  # inside the sac: fluid
+    assert without[1] > 90.0 and with_sac[1] != without[1] and with_sac[1] > 90.0  # uterine wall, not the part
+    assert with_sac[3] > 90.0 and without[3] == ECHO_LEVEL["fluid"]  # beside the sac: wall, not fluid
+    assert with_sac[2] == without[2] != ECHO_LEVEL["fluid"]  # the maternal wall under the probe stays
+
+
+def test_the_sac_is_seen_whole_early_and_holds_the_structure():
+    assert amniotic_sac_probability(14.0) == pytest.approx(0.8)
+    assert amniotic_sac_probability(24.0) == amniotic_sac_probability(38.0) == 0.0
+    assert amniotic_sac_probability(16.0) > amniotic_sac_probability(20.0) > 0.0
+    centre, radius = np.array([60.0, 70.0]), 15.0
+
+    def tissues(ga: float | None, around=(centre, radius)) -> list[MaternalTissue]:
+        return [MaternalTissue.random(np.random.default_rng(seed), 2, 100.0, around=around, ga_weeks=ga) for seed in range(40)]
+
+    early = [tissue.amniotic_sac for tissue in tissues(14.0) if tissue.amniotic_sac is not None]
+    assert 20 <= len(early) < 40
+    for outline, wall_mm in early:  # the structure lies whole inside the sac
+        assert np.linalg.norm(outline.center - centre) + radius <= outline.semi_axes.min() + 1e-9
+        assert 1.0 <= wall_mm <= 3.0
+    assert all(tissue.amniotic_sac is None for tissue in tissues(30.0) + tissues(14.0, None) + tissues(None))
 
 
 def test_scan_rejects_an_unknown_model():

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn as nn
 
+from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_to_mask
 from fetalbiometry.data import hc18
 from fetalbiometry.data.hc18_dataset import HeadCrop
@@ -25,6 +26,7 @@ from fetalbiometry.planes2d.evaluation import (
     ellipse_dice,
     ellipse_hausdorff_mm,
     evaluate_case,
+    hc18_frames_seen_by,
     read_evaluation,
     summarize_by_trimester,
     summarize_planes,
@@ -180,11 +182,30 @@ def test_evaluate_case_and_summary(tmp_path):
     assert results[0].dsc_percent > 99.5 and results[0].hd_mm < 0.1
     assert results[1].value_mm is None and "empty mask" in results[1].no_measurement
     summary = write_evaluation(results, tmp_path)
-    assert summary == summarize_planes(results)
+    assert summary == {**summarize_planes(results), "seen_in_training": 0}
     assert summary["measured"] == 1 and list(summary["no_measurement"]) == ["empty"]
     assert summary["adf_mm"]["mean"] == pytest.approx(results[0].adf_mm)
     rows = (tmp_path / "per_image.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("name,plane,predicted_plane") and len(rows) == 3
+
+
+def test_figures_of_the_shipped_model_on_the_hc18_frames_it_was_trained_on_are_flagged(tmp_path, caplog, capsys):
+    """The shipped HC model has seen every annotated HC18 frame: evaluating it on them (or a copy of
+    it) counts them and warns; another model, a missing file and other frames are not flagged."""
+    frame = np.zeros((8, 8), dtype=np.uint8)
+    cases = [PlaneCase(name, frame, 0.1, "head", 100.0, None) for name in ("010_HC.png", "023_2HC.png", "scan.png")]
+    shipped = BUNDLE_ROOT / "models" / "hc_model.pt"
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(shipped.read_bytes())
+    other = tmp_path / "mine.pt"
+    other.write_bytes(b"not the shipped weights")
+    assert hc18_frames_seen_by(shipped, cases) == hc18_frames_seen_by(copy, cases) == ["010_HC.png", "023_2HC.png"]
+    assert hc18_frames_seen_by(other, cases) == hc18_frames_seen_by(tmp_path / "missing.pt", cases) == []
+    results = [PlaneResult(case.name, "head", "head", 100.0, 101.0, 1.0, 1.0, 98.0, 1.0) for case in cases]
+    summary = write_evaluation(results, tmp_path / "fit", hc18_frames_seen_by(copy, cases))
+    assert summary["seen_in_training"] == 2 and "a fit, not an accuracy" in caplog.text
+    plane_report.main([f"shipped={tmp_path / 'fit' / 'summary.json'}"])
+    assert "| shipped (2 frames seen in training: a fit) | 3 / 3 |" in capsys.readouterr().out
 
 
 def test_summary_and_table_go_plane_by_plane():

@@ -59,6 +59,7 @@ __all__ = [
     "Posed",
     "Scene",
     "acoustic_properties",
+    "amniotic_sac_probability",
     "check_ga",
     "check_seed",
     "femur_diaphysis_width_mm",
@@ -123,6 +124,8 @@ _SKULL_ATTENUATION_PER_MM = 0.45  # pulse-echo (round trip) amplitude: a 2.5 mm 
 _SOLID_BONE_ATTENUATION_PER_MM = 0.9
 _FACE_SURFACE_NOISE_MM = 2.0  # SD of the face surface's unevenness
 _SUBARACHNOID_MM = 1.2  # fluid between skull and brain
+_SAC_GA_WEEKS = (14.0, 24.0)  # 2D planes may show the whole amniotic sac from the first to the last
+_SAC_PROBABILITY_AT_14_WEEKS = 0.8
 _FALX_HALF_WIDTH_MM = 0.6
 LIMB_BONE_LEVEL = 0.8 * ECHO_LEVEL["bone"]  # a limb's bone cut across, as a 2D plane's fetal part shows it
 
@@ -202,6 +205,27 @@ def _fetal_parts(
         if not trunk:
             parts.append((_box(part_centre, semi_axes * [0.8, 0.3], rotation), LIMB_BONE_LEVEL))
     return tuple(parts)
+
+
+def amniotic_sac_probability(ga_weeks: float) -> float:
+    """Chance that a 2D plane at ``ga_weeks`` shows the whole amniotic sac around the fetus: 0.8 at
+    14 weeks, falling linearly to 0 at 24 weeks. Early in pregnancy the sac is only 2-3 times the
+    head's size, so a frame zoomed on the head shows fluid closed on every side by the bright sac
+    and uterine wall; later the sac outgrows the view.
+    """
+    low, high = _SAC_GA_WEEKS
+    return _SAC_PROBABILITY_AT_14_WEEKS * float(np.clip((high - ga_weeks) / (high - low), 0.0, 1.0))
+
+
+def _amniotic_sac(rng: np.random.Generator, centre: np.ndarray, radius_mm: float) -> tuple[Ellipsoid, float]:
+    """The amniotic sac's inner outline around a 2D plane's structure of ``radius_mm`` at ``centre``
+    (world mm), 1.5-3 times its radius on each axis and holding it whole, and its wall's thickness (mm).
+    """
+    semi_axes = radius_mm * rng.uniform(1.5, 3.0, size=2)
+    room = float(semi_axes.min()) - radius_mm  # how far the structure may lie from the sac's centre
+    towards = rng.uniform(0.0, 2.0 * math.pi)
+    sac_centre = centre + room * rng.uniform(0.0, 1.0) * np.array([math.cos(towards), math.sin(towards)])
+    return _box(sac_centre, semi_axes, rotation_2d(rng.uniform(0.0, math.pi))), float(rng.uniform(1.0, 3.0))
 
 
 def rotation_2d(angle: float) -> np.ndarray:
@@ -306,6 +330,9 @@ class MaternalTissue:
         undulation: smooth noise that makes the layer boundaries wavy.
         fetal_parts: other parts of the fetus in the amniotic fluid (trunk, limbs with their bone),
             as (outline in the world, echo level), painted in order over the fluid only.
+        amniotic_sac: (inner outline in the world, wall thickness mm) of an amniotic sac seen whole
+            (early pregnancy, 2D planes): the fluid outside it is uterine wall, lined by the sac's
+            bright wall; None: the fluid reaches the walls above and below.
     """
 
     wall_mm: float
@@ -313,6 +340,7 @@ class MaternalTissue:
     placenta: tuple[float, float, float] | None
     undulation: FourierNoise
     fetal_parts: tuple[tuple[Ellipsoid, float], ...] = ()
+    amniotic_sac: tuple[Ellipsoid, float] | None = None
 
     @classmethod
     def random(
@@ -322,6 +350,7 @@ class MaternalTissue:
         fetus_depth_mm: float,
         far_wall_gap_mm: tuple[float, float] = (5.0, 30.0),
         around: tuple[np.ndarray, float] | None = None,
+        ga_weeks: float | None = None,
     ) -> MaternalTissue:
         """Random layers for a fetus reaching ``fetus_depth_mm`` below the skin.
 
@@ -333,6 +362,8 @@ class MaternalTissue:
                 negative gap lays the fetus against the wall (the fetus hides the wall behind it).
             around: (centre in the world, radius mm) of the imaged structure, to place 0-3 other
                 fetal parts against it (:func:`_fetal_parts`); none when None.
+            ga_weeks: with ``around``, the sac around the structure is seen whole with
+                :func:`amniotic_sac_probability` (:func:`_amniotic_sac`); never when None.
         """
         placenta = None
         if rng.uniform() < 0.7:
@@ -340,7 +371,11 @@ class MaternalTissue:
         far_wall = fetus_depth_mm + rng.uniform(*far_wall_gap_mm)
         undulation = FourierNoise.random(rng, dim, (40.0, 150.0), n_waves=6)
         parts = () if around is None else _fetal_parts(rng, *around)
-        return cls(rng.uniform(9.0, 16.0), far_wall, placenta, undulation, parts)
+        wall = rng.uniform(9.0, 16.0)
+        sac = None
+        if around is not None and ga_weeks is not None and rng.uniform() < amniotic_sac_probability(ga_weeks):
+            sac = _amniotic_sac(rng, *around)
+        return cls(wall, far_wall, placenta, undulation, parts, sac)
 
     def echo(self, points: np.ndarray, depth_mm: np.ndarray, angle: np.ndarray) -> np.ndarray:
         """Echo level at (d, N) points, given their depth below the skin and beam angle."""
@@ -368,6 +403,16 @@ class MaternalTissue:
         level[far] = np.where(s > 0.0, ECHO_LEVEL["myometrium"], level[far])
         fluid = np.flatnonzero(level == ECHO_LEVEL["fluid"])
         texture = 10.0 * self.undulation(8.0 * points[:, fluid])  # the walls' undulation at 1/8 of its scale
+        if self.amniotic_sac is not None:
+            outline, wall_mm = self.amniotic_sac
+            outside = outline.signed_distance(points[:, fluid]) + 2.0 * self.undulation(points[:, fluid])
+            level[fluid] = np.select(
+                [outside > wall_mm, outside > 0.0],
+                [ECHO_LEVEL["myometrium"] + texture, ECHO_LEVEL["skin"]],
+                ECHO_LEVEL["fluid"],
+            )
+            inside = level[fluid] == ECHO_LEVEL["fluid"]
+            fluid, texture = fluid[inside], texture[inside]
         for outline, part_level in self.fetal_parts:
             inside = _inside_ellipse(outline, points[:, fluid])
             level[fluid[inside]] = part_level + texture[inside]

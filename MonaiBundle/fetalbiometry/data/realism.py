@@ -13,7 +13,12 @@ displayed (log-compressed) 8-bit intensities, in millimetres through each frame'
 - intensity histograms of the skull, brain and outside, as bands of signed distance to the head
   ellipse (HC18's annotation, the phantom's truth), in mm: :data:`REGIONS_MM`. The skull band is
   where the mean HC18 profile across the annotated ellipse stays above half its peak (the
-  annotation follows the skull's outer edge, the echo peaks 1 mm inside it).
+  annotation follows the skull's outer edge, the echo peaks 1 mm inside it);
+- where the skull echo lies against the outline: the mean intensity by signed distance to the
+  head ellipse (bins of 0.25 mm over ±5 mm, pooled over the frames), its peak and the outer edge
+  of the band around the peak above half of it. A network learns the outline where its training
+  labels put it against the echo, so an offset between phantoms and HC18 here becomes a bias of
+  the radius, 2π times that in HC.
 
 A patch is homogeneous when it lies inside the sector away from the skull, is neither black nor
 saturated, and its four quadrants' means agree within 25 %.
@@ -30,7 +35,7 @@ import argparse
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +60,8 @@ __all__ = [
     "measure",
     "phantom_frames",
     "region_values",
+    "skull_echo_position",
+    "skull_profile",
     "speckle_statistics",
 ]
 
@@ -69,6 +76,7 @@ _PATCH = 32  # homogeneous patch side, pixels
 _SECTOR_MARGIN = 6  # pixels eroded from the sector's edge
 _SKULL_CLEARANCE_MM = (-5.0, 3.0)  # patches avoid this band around the ellipse
 _HISTOGRAM_BINS = np.arange(0, 257, 4)
+_PROFILE_EDGES_MM = np.linspace(-5.0, 5.0, 41)  # signed distance bins across the skull
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,8 @@ class SourceStatistics:
     nakagami_m: list[float]
     grain_mm: dict[tuple[str, str], list[float]]
     regions: dict[str, list[np.ndarray]]
+    profile_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(_PROFILE_EDGES_MM) - 1))
+    profile_count: np.ndarray = field(default_factory=lambda: np.zeros(len(_PROFILE_EDGES_MM) - 1))
 
     def row(self, reference: SourceStatistics | None) -> dict[str, float | str]:
         """Medians of the measures, the regions' median intensity and (against ``reference``) the
@@ -190,7 +200,32 @@ class SourceStatistics:
             row[f"{region}_median"] = float(np.median(values))
             if reference is not None:
                 row[f"{region}_w1"] = wasserstein_distance(values, np.concatenate(reference.regions[region]))
+        row["skull_peak_mm"], row["skull_outer_half_mm"] = skull_echo_position(self.profile_sum, self.profile_count)
         return row
+
+
+def skull_profile(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the sector's intensities in each signed-distance bin across the head ellipse."""
+    distance, sector = _signed_distance_mm(frame), _sector(frame.image)
+    bins = np.digitize(distance[sector], _PROFILE_EDGES_MM) - 1
+    inside = (bins >= 0) & (bins < len(_PROFILE_EDGES_MM) - 1)
+    n_bins = len(_PROFILE_EDGES_MM) - 1
+    values = frame.image[sector][inside].astype(np.float64)
+    return np.bincount(bins[inside], values, n_bins), np.bincount(bins[inside], minlength=n_bins).astype(np.float64)
+
+
+def skull_echo_position(profile_sum: np.ndarray, profile_count: np.ndarray) -> tuple[float, float]:
+    """(peak, outer half-peak edge) in mm of signed distance to the outline, of the mean profile
+    over the bins of ``_PROFILE_EDGES_MM`` (sums and counts of :func:`skull_profile`; empty bins are
+    skipped): the edge is the outer end of the run of bins around the peak whose mean is at least
+    half the peak's."""
+    profile = np.divide(profile_sum, profile_count, out=np.full(len(profile_sum), np.nan), where=profile_count > 0)
+    centres = (_PROFILE_EDGES_MM[:-1] + _PROFILE_EDGES_MM[1:]) / 2.0
+    peak = int(np.nanargmax(profile))
+    outer = peak
+    while outer + 1 < len(profile) and profile[outer + 1] >= profile[peak] / 2.0:
+        outer += 1
+    return float(centres[peak]), float(_PROFILE_EDGES_MM[outer + 1])
 
 
 def measure(name: str, frames: Sequence[Frame]) -> SourceStatistics:
@@ -210,6 +245,9 @@ def measure(name: str, frames: Sequence[Frame]) -> SourceStatistics:
                     stats.grain_mm[(band, axis_name)].append(correlation_length(in_band, axis) * frame.pixel_mm)
         for region, values in region_values(frame).items():
             stats.regions[region].append(values)
+        profile_sum, profile_count = skull_profile(frame)
+        stats.profile_sum += profile_sum
+        stats.profile_count += profile_count
     return stats
 
 

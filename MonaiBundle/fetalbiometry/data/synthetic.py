@@ -487,7 +487,9 @@ def make_plane(
     The structure is sized for GA by the INTERGROWTH-21st standards (HC, AC, FL: mean + z·SD, z drawn
     from N(0, 1) truncated to ±2), placed and rotated at random, and imaged like an HC18 frame: a
     sector with a dark outside, maternal wall at the top, amniotic fluid with 0-3 other fetal parts
-    against the structure, the far uterine wall behind it or touching it, speckle, attenuation and
+    against the structure (before 24 weeks, sometimes closed on every side by the amniotic sac:
+    :func:`~fetalbiometry.data.anatomy.amniotic_sac_probability`), the far uterine wall behind it or
+    touching it, speckle, attenuation and
     shadows (behind the skull, spine, ribs and femur). Heads and abdomens are at any angle; femurs within 25° of
     horizontal, as sonographers measure them.
 
@@ -530,7 +532,7 @@ def make_plane(
     apex_depth = 0.55 * rows * pixel_size
     probe = SectorProbe(np.array([(columns - 1) / 2.0 * pixel_size, -apex_depth]), apex_depth, half_angle_deg=36.0)
     around = (center_px * pixel_size, float(np.mean(extent_mm)))
-    tissue = MaternalTissue.random(rng, 2, (center_px[1] + half_extent[1]) * pixel_size, _FAR_WALL_GAP_2D_MM, around)
+    tissue = MaternalTissue.random(rng, 2, (center_px[1] + half_extent[1]) * pixel_size, _FAR_WALL_GAP_2D_MM, around, ga)
 
     grid = CartesianGrid(np.zeros(2), np.eye(2) * pixel_size, shape)
     display, mask = scan(posed, tissue, probe, grid, rng, image_model)

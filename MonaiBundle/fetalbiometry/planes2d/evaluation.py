@@ -19,6 +19,10 @@ ADF are defined for them; a femur has a length and no ellipse, so likewise.
 Head frames are also summarised by trimester (:func:`summarize_by_trimester`): a first-trimester head
 is a quarter of the size of a term one or less, so an error in mm means more on it.
 
+The shipped ``models/hc_model.pt`` was trained on every annotated HC18 frame: figures of it on HC18
+frames are a fit, not an accuracy. :func:`hc18_frames_seen_by` names them, and the summary counts
+them (``seen_in_training``).
+
 Frames come as :class:`PlaneCase` (frame, pixel size, plane, reference): from HC18
 (:func:`hc18_case`), from the phantom generator (:func:`phantom_case`) or from a user's datalist
 (:func:`datalist_case`).
@@ -28,7 +32,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -38,6 +44,7 @@ import SimpleITK as sitk
 from scipy.spatial.distance import directed_hausdorff
 from tqdm import tqdm
 
+from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
 from fetalbiometry.biometry.growth import TRIMESTERS, ga_hadlock_hc, trimester
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES, measure_plane
@@ -47,6 +54,7 @@ from fetalbiometry.data.synthetic import PlanePhantom
 from fetalbiometry.errors import InputError, NoMeasurementError
 from fetalbiometry.io import atomic_output
 from fetalbiometry.planes2d.predictor import PlanePredictor
+from fetalbiometry.weights import expected_checksum, sha256_of
 
 __all__ = [
     "PUBLISHED_HC18",
@@ -58,6 +66,7 @@ __all__ = [
     "evaluate_case",
     "evaluate_planes",
     "hc18_case",
+    "hc18_frames_seen_by",
     "phantom_case",
     "read_evaluation",
     "summarize_by_trimester",
@@ -73,6 +82,12 @@ PUBLISHED_HC18: dict[str, dict[str, float]] = {
     "MONAI BasicUNet reference (issue 6, other 200 frames)": {"dsc_percent": 97.85, "adf_mm": 2.15, "hd_mm": 1.23},
 }
 """Published HC18 figures quoted by issue 6 (MAE of the regression CNN is its ADF)."""
+
+SHIPPED_ON_EVERY_HC18_FRAME = "models/hc_model.pt"
+"""The shipped weights trained on all 799 annotated HC18 frames (``configs/biometry/all_frames.json``)."""
+
+_HC18_FRAME_NAME = re.compile(r"\d{3}_(\d)?HC\.png")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,18 @@ def hc18_case(record: HC18Record) -> PlaneCase:
         raise InputError(f"{record.filename} has no reference HC")
     reference = read_annotation(record).ellipse_px
     return PlaneCase(record.filename, read_frame(record), record.pixel_size_mm, "head", record.hc_mm, reference)
+
+
+def hc18_frames_seen_by(ckpt_path: str | Path, cases: Iterable[PlaneCase], bundle_root: Path | None = None) -> list[str]:
+    """The HC18 frames among ``cases`` (by HC18's file names) that ``ckpt_path`` was trained on: all of
+    them when it holds the shipped :data:`SHIPPED_ON_EVERY_HC18_FRAME` weights (by SHA-256, so a copy
+    counts too), none otherwise or when the file cannot be read (loading it reports that).
+    """
+    path = Path(ckpt_path)
+    shipped = expected_checksum(bundle_root or BUNDLE_ROOT, SHIPPED_ON_EVERY_HC18_FRAME)
+    if shipped is None or not path.is_file() or sha256_of(path) != shipped:
+        return []
+    return [case.name for case in cases if _HC18_FRAME_NAME.fullmatch(case.name)]
 
 
 def phantom_case(phantom: PlanePhantom, name: str = "") -> PlaneCase:
@@ -308,13 +335,23 @@ def read_evaluation(path: str | Path) -> list[PlaneResult]:
             raise ValueError(f"{path}: {error}") from None
 
 
-def write_evaluation(results: Sequence[PlaneResult], output_dir: str | Path) -> dict[str, object]:
+def write_evaluation(
+    results: Sequence[PlaneResult], output_dir: str | Path, seen_in_training: Sequence[str] = ()
+) -> dict[str, object]:
     """Write ``per_image.csv`` (one :class:`PlaneResult` a row) and ``summary.json`` (:func:`summarize_planes`).
 
-    Both files are written atomically. Returns the summary.
+    Both files are written atomically. ``seen_in_training`` names frames the network was trained on
+    (:func:`hc18_frames_seen_by`): the summary counts them and a warning says the figures are a fit.
+    Returns the summary.
     """
     output_dir = Path(output_dir)
-    summary = summarize_planes(results)
+    summary = {**summarize_planes(results), "seen_in_training": len(seen_in_training)}
+    if seen_in_training:
+        logger.warning(
+            "%d of the %d frames were in the model's training set: these figures are a fit, not an accuracy",
+            len(seen_in_training),
+            len(results),
+        )
     with atomic_output(output_dir / "per_image.csv") as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=[field.name for field in fields(PlaneResult)])
         writer.writeheader()

@@ -57,7 +57,8 @@ def _cell(figure: Mapping[str, float] | None) -> str:
 def comparison_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     """A markdown table: one row per summary (name → ``summary.json`` content), then the published rows.
 
-    Our rows also give the number of frames measured, the worst ADF and the frames without a measurement.
+    Our rows also give the number of frames measured, the worst ADF and the frames without a measurement;
+    a row whose network was trained on some of its frames says so.
     """
     header = "| network | frames measured | " + " | ".join(title for _, title in _COLUMNS) + " | worst ADF (mm) |"
     lines = [header, "|" + "---|" * (len(_COLUMNS) + 3)]
@@ -65,7 +66,9 @@ def comparison_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
         worst = summary["adf_mm"]["max"] if summary["adf_mm"] else None
         cells = " | ".join(_cell(summary[key]) for key, _ in _COLUMNS)
         worst_cell = "–" if worst is None else f"{worst:.2f}"
-        lines.append(f"| {name} | {summary['measured']} / {summary['images']} | {cells} | {worst_cell} |")
+        seen = summary.get("seen_in_training")
+        label = f"{name} ({seen} frames seen in training: a fit)" if seen else name
+        lines.append(f"| {label} | {summary['measured']} / {summary['images']} | {cells} | {worst_cell} |")
     for name, figures in PUBLISHED_HC18.items():
         cells = " | ".join(f"{figures[key]:.2f}" if key in figures else "–" for key, _ in _COLUMNS)
         lines.append(f"| {name}, as reported | – | {cells} | – |")
