@@ -119,13 +119,13 @@ def hc18_case(record: HC18Record) -> PlaneCase:
     return PlaneCase(record.filename, read_frame(record), record.pixel_size_mm, "head", record.hc_mm, reference)
 
 
-def hc18_frames_seen_by(ckpt_path: str | Path, cases: Iterable[PlaneCase], bundle_root: Path | None = None) -> list[str]:
+def hc18_frames_seen_by(ckpt_path: str | Path, cases: Iterable[PlaneCase]) -> list[str]:
     """The HC18 frames among ``cases`` (by HC18's file names) that ``ckpt_path`` was trained on: all of
     them when it holds the shipped :data:`SHIPPED_ON_EVERY_HC18_FRAME` weights (by SHA-256, so a copy
     counts too), none otherwise or when the file cannot be read (loading it reports that).
     """
     path = Path(ckpt_path)
-    shipped = expected_checksum(bundle_root or BUNDLE_ROOT, SHIPPED_ON_EVERY_HC18_FRAME)
+    shipped = expected_checksum(BUNDLE_ROOT, SHIPPED_ON_EVERY_HC18_FRAME)
     if shipped is None or not path.is_file() or sha256_of(path) != shipped:
         return []
     return [case.name for case in cases if _HC18_FRAME_NAME.fullmatch(case.name)]
