@@ -207,9 +207,9 @@ class SourceStatistics:
 def skull_profile(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     """Sum and count of the sector's intensities in each signed-distance bin across the head ellipse."""
     distance, sector = _signed_distance_mm(frame), _sector(frame.image)
-    bins = np.digitize(distance[sector], _PROFILE_EDGES_MM) - 1
-    inside = (bins >= 0) & (bins < len(_PROFILE_EDGES_MM) - 1)
     n_bins = len(_PROFILE_EDGES_MM) - 1
+    bins = np.digitize(distance[sector], _PROFILE_EDGES_MM) - 1
+    inside = (bins >= 0) & (bins < n_bins)
     values = frame.image[sector][inside].astype(np.float64)
     return np.bincount(bins[inside], values, n_bins), np.bincount(bins[inside], minlength=n_bins).astype(np.float64)
 
