@@ -38,6 +38,7 @@ __all__ = [
     "TRAINING_CSV",
     "HC18Annotation",
     "HC18Record",
+    "is_hc18_name",
     "outline_to_mask",
     "read_annotation",
     "read_frame",
@@ -102,6 +103,11 @@ class HC18Annotation:
     ellipse_px: Ellipse
     ellipse_mm: Ellipse
     mask: np.ndarray
+
+
+def is_hc18_name(filename: str) -> bool:
+    """Whether ``filename`` follows HC18's naming (``NNN_HC.png``, ``NNN_kHC.png`` or their ``_Annotation``)."""
+    return _FILENAME.match(Path(filename).name) is not None
 
 
 def subject_id(filename: str) -> str:

@@ -34,7 +34,6 @@ import csv
 import json
 import logging
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -48,7 +47,7 @@ from fetalbiometry import BUNDLE_ROOT
 from fetalbiometry.biometry.ellipse import Ellipse, ellipse_outline, ellipse_to_mask
 from fetalbiometry.biometry.growth import TRIMESTERS, ga_hadlock_hc, trimester
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES, measure_plane
-from fetalbiometry.data.hc18 import HC18Record, read_annotation, read_frame
+from fetalbiometry.data.hc18 import HC18Record, is_hc18_name, read_annotation, read_frame
 from fetalbiometry.data.hc18_dataset import AnnotatedPlane
 from fetalbiometry.data.synthetic import PlanePhantom
 from fetalbiometry.errors import InputError, NoMeasurementError
@@ -86,7 +85,6 @@ PUBLISHED_HC18: dict[str, dict[str, float]] = {
 SHIPPED_ON_EVERY_HC18_FRAME = "models/hc_model.pt"
 """The shipped weights trained on all 799 annotated HC18 frames (``configs/biometry/all_frames.json``)."""
 
-_HC18_FRAME_NAME = re.compile(r"\d{3}_(\d)?HC\.png")
 logger = logging.getLogger(__name__)
 
 
@@ -128,7 +126,7 @@ def hc18_frames_seen_by(ckpt_path: str | Path, cases: Iterable[PlaneCase]) -> li
     shipped = expected_checksum(BUNDLE_ROOT, SHIPPED_ON_EVERY_HC18_FRAME)
     if shipped is None or not path.is_file() or sha256_of(path) != shipped:
         return []
-    return [case.name for case in cases if _HC18_FRAME_NAME.fullmatch(case.name)]
+    return [case.name for case in cases if is_hc18_name(case.name)]
 
 
 def phantom_case(phantom: PlanePhantom, name: str = "") -> PlaneCase:

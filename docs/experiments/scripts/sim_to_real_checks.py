@@ -1,0 +1,114 @@
+"""The checks behind docs/experiments/2026-12-05-sim-to-real-amniotic-sac.md and the realism-noise
+paragraph of docs/phantoms.md, which no other repository command prints.
+
+``splits``: an HC18 evaluation's figures (``per_image.csv`` of ``evaluating`` on all 799 frames)
+on the validation frames of the HC18 subject split, on the other frames and on the test split:
+
+    python docs/experiments/scripts/sim_to_real_checks.py splits out/s2r-v2-hc18 out/s2r-v3-hc18
+
+``sizes``: the same evaluation's ADF and DF by reference HC (mm), and how much of the mean ADF the
+frames off by more than 10 mm make:
+
+    python docs/experiments/scripts/sim_to_real_checks.py sizes out/s2r-v2-hc18
+
+``framing``: how much of HC18's 540 rows its heads span (the reference HC's mean diameter), for
+the heads under and over 100 mm, from its CSV:
+
+    python docs/experiments/scripts/sim_to_real_checks.py framing
+
+``realism``: the polar phantoms' realism row (``fetalbiometry.data.realism``) for head planes of
+seeds 0-89 and 1000-1089 and, where the generator has it, seeds 0-89 with the amniotic sac off
+(the same random draws):
+
+    python docs/experiments/scripts/sim_to_real_checks.py realism --hc18 ../shared/data/hc18
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+from pathlib import Path
+
+import SimpleITK as sitk
+
+import fetalbiometry.data.anatomy as anatomy
+from fetalbiometry.data.hc18 import training_records
+from fetalbiometry.data.realism import Frame, hc18_frames, measure
+from fetalbiometry.data.synthetic import make_plane
+from fetalbiometry.planes2d.evaluation import read_evaluation, summarize_planes
+from fetalbiometry.planes2d.training import hc18_splits
+
+_ROW_KEYS = ("snr", "skull_median", "brain_median", "outside_median", "skull_w1", "brain_w1", "outside_w1")
+
+
+def splits(evaluation_dirs: list[Path], hc18_dir: Path) -> None:
+    parts = hc18_splits(hc18_dir, 0.25, 0.1, 0)
+    validation = {record.filename for record in parts["validation"]}
+    test = {record.filename for record in parts["test"]}
+    for directory in evaluation_dirs:
+        results = read_evaluation(directory / "per_image.csv")
+        for part, keep in (("validation", validation.__contains__), ("not validation", lambda n: n not in validation), ("test", test.__contains__)):
+            summary = summarize_planes([result for result in results if keep(result.name)])
+            adf, dsc = summary["adf_mm"], summary["dsc_percent"]
+            print(
+                f"{directory} {part}: {summary['measured']} / {summary['images']} measured, "
+                f"ADF {adf['mean']:.2f} mm (median {adf['median']:.2f}), DSC {dsc['mean']:.2f} %"
+            )
+
+
+def sizes(evaluation_dirs: list[Path]) -> None:
+    for directory in evaluation_dirs:
+        measured = [result for result in read_evaluation(directory / "per_image.csv") if result.adf_mm is not None]
+        for low, high in ((0, 70), (70, 90), (90, 120), (120, 175), (175, 260), (260, 400)):
+            subset = [result for result in measured if low <= result.reference_mm < high]
+            adf = sum(result.adf_mm for result in subset) / len(subset)
+            df = sum(result.df_mm for result in subset) / len(subset)
+            print(f"{directory} HC {low}-{high} mm: {len(subset)} frames, mean ADF {adf:.1f} mm, mean DF {df:+.1f} mm")
+        gross = [result.adf_mm for result in measured if result.adf_mm > 10.0]
+        print(f"{directory}: {len(gross)} frames off by > 10 mm make {sum(gross) / len(measured):.1f} mm of the mean ADF")
+
+
+def framing(hc18_dir: Path) -> None:
+    records = training_records(hc18_dir)
+    for name, keep in (("HC < 100 mm", lambda hc: hc < 100.0), ("HC >= 100 mm", lambda hc: hc >= 100.0)):
+        fill = [r.hc_mm / math.pi / r.pixel_size_mm / 540.0 for r in records if keep(r.hc_mm)]
+        print(f"{name}: {len(fill)} frames span {min(fill):.2f}-{max(fill):.2f} of the rows (median {statistics.median(fill):.2f})")
+
+
+def _polar_planes(seeds: range) -> list[Frame]:
+    planes = (make_plane("head", seed, (540, 800), image_model="polar") for seed in seeds)
+    return [Frame(sitk.GetArrayFromImage(p.image), float(p.truth["pixel_size_mm"]), p.structure) for p in planes]
+
+
+def realism(hc18_dir: Path) -> None:
+    reference = measure("HC18", hc18_frames(hc18_dir, 100))
+    runs = [("seeds 0-89", range(90)), ("seeds 1000-1089", range(1000, 1090))]
+    for name, seeds in runs:
+        row = measure(name, _polar_planes(seeds)).row(reference)
+        print(name, {key: round(float(row[key]), 2) for key in _ROW_KEYS})
+    if hasattr(anatomy, "_SAC_PROBABILITY_AT_14_WEEKS"):
+        anatomy._SAC_PROBABILITY_AT_14_WEEKS = 0.0  # the same draws, no sac drawn
+        row = measure("no sac", _polar_planes(range(90))).row(reference)
+        print("seeds 0-89, sac off", {key: round(float(row[key]), 2) for key in _ROW_KEYS})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism"))
+    parser.add_argument("evaluation_dirs", nargs="*", type=Path)
+    parser.add_argument("--hc18", type=Path, default=Path(os.environ.get("HC18_DIR", "../shared/data/hc18")))
+    args = parser.parse_args()
+    if args.check == "splits":
+        splits(args.evaluation_dirs, args.hc18)
+    elif args.check == "sizes":
+        sizes(args.evaluation_dirs)
+    elif args.check == "framing":
+        framing(args.hc18)
+    else:
+        realism(args.hc18)
+
+
+if __name__ == "__main__":
+    main()
