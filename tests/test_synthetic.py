@@ -87,7 +87,9 @@ def test_volume_is_deterministic_by_seed(default_phantom):
 def test_volume_types_and_grid(default_phantom):
     image, label = arrays(default_phantom)
     assert image.dtype == np.float32 and image.shape == (64, 64, 64)
-    assert 0.0 <= image.min() and image.max() <= 255.0 and image.max() > 200.0  # bright bone echoes
+    assert 0.0 <= image.min() and image.max() <= 255.0
+    radius = skull_radius(default_phantom.truth, world_points(default_phantom.image)).reshape(image.shape)
+    assert np.mean(image[(radius > 0.9) & (radius < 1.05)]) > 2.0 * np.median(image[radius < 0.6])  # bright bone
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1}
     check_same_grid(default_phantom.image, default_phantom.label)
     assert default_phantom.image.GetSpacing() == pytest.approx((2.6, 2.6, 2.6))
@@ -129,7 +131,7 @@ def test_skull_is_bright_and_brain_dark(fine_phantom):
     brain = radius < 0.5
     values = image.ravel()
     assert values[shell].mean() > 1.4 * values[brain].mean()
-    assert values[brain].mean() > 10.0  # hypoechoic, not black
+    assert np.percentile(values[brain], 90) > 10.0  # hypoechoic with spotty speckle, not all black
 
 
 def test_skull_casts_acoustic_shadows():

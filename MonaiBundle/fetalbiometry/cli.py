@@ -399,7 +399,7 @@ def add_synth_parser(commands: Commands) -> None:
     )
     parser.add_argument(
         "--image-model", choices=["polar", "cartesian"], default=None,
-        help="B-mode model (docs/phantoms.md; default: polar for 2d, cartesian for 3d)",
+        help="B-mode model (docs/phantoms.md; default: polar)",
     )
     parser.set_defaults(handler=cmd_synth)
 

@@ -12,6 +12,7 @@ from monai.data.utils import affine_to_spacing
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from scipy import ndimage
 
+from fetalbiometry.data.synthetic import PROBE_DIRECTIONS
 from fetalbiometry.segment3d.phantom_dataset import PhantomDataset
 from fetalbiometry.segment3d.transforms import (
     SIZE_DIVISOR,
@@ -175,3 +176,10 @@ def test_phantom_dataset_items_are_scanner_like_grids_with_disjoint_seed_ranges(
             assert not any(np.take(label, edge, axis=a).any() for a in range(3) for edge in (0, -1))  # head inside
     with pytest.raises(IndexError):
         validation[2]
+
+
+def test_phantom_dataset_scans_every_image_model_from_every_probe_direction() -> None:
+    n_directions = len(PROBE_DIRECTIONS)
+    dataset = PhantomDataset(4 * n_directions, image_models=("polar", "cartesian"))
+    pairs = {(index % n_directions, dataset.image_model(index)) for index in range(len(dataset))}
+    assert pairs == {(direction, model) for direction in range(n_directions) for model in ("polar", "cartesian")}

@@ -96,9 +96,8 @@ __all__ = [
 
 ImageModel = Literal["polar", "cartesian"]
 IMAGE_MODELS: tuple[ImageModel, ...] = ("polar", "cartesian")
-"""B-mode models: the polar point-spread-function model (the default of 2D planes), or the earlier
-Cartesian speckle (the default of 3D volumes while the shipped 3D model is trained on it), kept as a
-fast baseline (docs/phantoms.md)."""
+"""B-mode models: the polar point-spread-function model (the default), or the earlier Cartesian
+speckle, kept as a fast baseline and as a second look for training (docs/phantoms.md)."""
 
 PlaneKind = Literal["head", "abdomen", "femur"]
 PLANE_KINDS: tuple[PlaneKind, ...] = ("head", "abdomen", "femur")
@@ -326,7 +325,7 @@ def make_head_volume(
     probe_direction: int | str = 0,
     direction: Sequence[float] | np.ndarray | None = None,
     sweep: int = 0,
-    image_model: ImageModel = "cartesian",
+    image_model: ImageModel = "polar",
 ) -> HeadPhantom:
     """A 3D ultrasound volume of a whole fetal head, with its label and measurements.
 
@@ -347,8 +346,7 @@ def make_head_volume(
             anatomy stays put in world coordinates, so only the array's orientation changes.
         sweep: index of a repeated sweep from the same direction (another pose and speckle).
         image_model: B-mode model, one of :data:`IMAGE_MODELS`; the label does not depend on it.
-            ``"cartesian"`` by default while the shipped 3D model is the one trained on such volumes
-            (docs/phantoms.md).
+            The shipped 3D model (0.12.0) was trained on both (docs/phantoms.md).
 
     Returns:
         The :class:`HeadPhantom`. The default grid takes well under a second; the paper's network
@@ -647,8 +645,7 @@ def write_phantoms(
         kinds: 2D: plane kinds, cycled.
         spacing_mm: 3D: isotropic voxel size of a scanner-like grid over the default field of view
             (:func:`scanner_grid`); None keeps the default 2.6 mm grid.
-        image_model: B-mode model of :data:`IMAGE_MODELS`; None for each dimension's default
-            (polar planes, Cartesian volumes).
+        image_model: B-mode model of :data:`IMAGE_MODELS`; None for the default (polar).
 
     Returns:
         One :class:`PhantomRecord` per image written.

@@ -129,7 +129,8 @@ class PhantomDataset(Dataset):
         max_voxels: largest grid generated; a larger draw is coarsened to fit.
         oblique_probability: chance that the file's direction is oblique rather than the identity.
         image_models: B-mode models of :data:`fetalbiometry.data.synthetic.IMAGE_MODELS`, cycled
-            through by item (e.g. ``("polar", "cartesian")`` for half of each).
+            through after each round of probe directions, so that every model is scanned from
+            every side (e.g. ``("polar", "cartesian")`` for half of each).
         transform: optional callable applied to each item (a MONAI ``Compose``).
     """
 
@@ -144,7 +145,7 @@ class PhantomDataset(Dataset):
         field_of_view_range: Sequence[float] = (80.0, 200.0),
         max_voxels: float = 16e6,
         oblique_probability: float = 0.5,
-        image_models: Sequence[ImageModel] = ("cartesian",),
+        image_models: Sequence[ImageModel] = ("polar", "cartesian"),
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         if length < 1 or base_seed < 0:
@@ -204,6 +205,10 @@ class PhantomDataset(Dataset):
         for image in (phantom.image, phantom.label):
             image.SetDirection(grid.file_direction)
         return phantom
+
+    def image_model(self, index: int) -> ImageModel:
+        """B-mode model of phantom ``index``: the next one after each round of probe directions."""
+        return self.image_models[(index // len(PROBE_DIRECTIONS)) % len(self.image_models)]
 
     def __getitem__(self, index: int) -> Any:
         phantom = self.phantom(index)
@@ -271,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-voxels", type=float, default=16e6, help="largest training grid (voxels)")
     parser.add_argument("--workers", type=int, default=1, help="processes generating phantoms")
     parser.add_argument(
-        "--image-models", nargs="+", choices=IMAGE_MODELS, default=["cartesian"],
-        help="B-mode models, cycled through by phantom (default: cartesian)",
+        "--image-models", nargs="+", choices=IMAGE_MODELS, default=["polar", "cartesian"],
+        help="B-mode models, cycled through after each round of probe directions (default: both)",
     )
     args = parser.parse_args(argv)
     common = {"spacing_range": args.spacing_range, "max_voxels": args.max_voxels, "image_models": args.image_models}
