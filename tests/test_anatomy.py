@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 
 from fetalbiometry.biometry.ellipse import ramanujan_circumference
-from fetalbiometry.biometry.growth import intergrowth_zscore
-from fetalbiometry.data.anatomy import AbdomenSlice, FemurSlice, HeadAnatomy, HeadSlice, check_ga, check_seed
+from fetalbiometry.biometry.growth import intergrowth_mean_sd, intergrowth_zscore
+from fetalbiometry.data.anatomy import (
+    HEAD_GA_RANGE_WEEKS,
+    AbdomenSlice,
+    FemurSlice,
+    HeadAnatomy,
+    HeadSlice,
+    check_ga,
+    check_seed,
+    size_for_age,
+)
+from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.errors import InputError
 
 
@@ -82,3 +92,31 @@ def test_checks_reject_bad_values():
     for bad in (10.0, 45.0, math.nan):
         with pytest.raises(InputError):
             check_ga(bad)
+    with pytest.raises(InputError):
+        check_ga(9.9, HEAD_GA_RANGE_WEEKS[0])
+
+
+def test_heads_go_below_the_growth_standard_and_other_structures_do_not():
+    """Sizes follow INTERGROWTH-21st over its 14-40 weeks and its HC curve extrapolated below, down
+    to 10 weeks for heads only (HC18 holds heads from 44 mm)."""
+    assert size_for_age("hc", 25.0, 1.5) == pytest.approx(sum(np.multiply(intergrowth_mean_sd("hc", 25.0), [1, 1.5])))
+    hc_by_week = [size_for_age("hc", ga) for ga in (10.0, 12.0, 14.0)]
+    assert 45.0 < hc_by_week[0] < hc_by_week[1] < hc_by_week[2] == pytest.approx(intergrowth_mean_sd("hc", 14.0)[0])
+    head = HeadAnatomy.from_seed(5, 10.5)
+    assert head.hc_mm < 70.0 and 0.0 < head.skull_thickness_mm < 1.0 and head.scalp_mm > 0.0
+    assert make_plane("head", 5, (64, 96), ga_weeks=11.0).truth["hc_mm"] < 80.0
+    with pytest.raises(InputError):
+        make_plane("abdomen", 5, (64, 96), ga_weeks=11.0)
+
+
+def test_planes_show_the_scalp_darker_than_soft_tissue_and_volumes_do_not_yet():
+    """In 2D planes the scalp echoes below dense soft tissue and above brain, so the skull echo
+    falls to the fluid's level just outside the skull, as in HC18 frames (fetalbiometry.data.realism);
+    3D volumes keep it as soft tissue until the 3D model is retrained on it."""
+    head = HeadAnatomy.from_seed(2, 28.0)
+    a, b, _ = head.skull.semi_axes
+    points = np.array([[0.0, b + 0.5 * head.scalp_mm], [0.3 * a, 0.0]]).T  # scalp, brain off the falx
+    beams = np.tile([[0.0], [1.0]], (1, 2))
+    (plane_scalp, brain), _, _ = HeadSlice(head).echo(points, beams, edge_mm=0.2)
+    volume_level, _, _ = head.echo(np.vstack([points, np.zeros((1, 2))]), np.vstack([beams, np.zeros((1, 2))]), 0.2)
+    assert brain < plane_scalp < volume_level[0] - 10.0

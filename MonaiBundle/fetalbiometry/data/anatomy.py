@@ -38,16 +38,14 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from fetalbiometry.biometry.ellipse import Ellipse, ramanujan_circumference
-from fetalbiometry.biometry.growth import (
-    INTERGROWTH_GA_RANGE_WEEKS,
-    intergrowth_mean_sd,
-)
+from fetalbiometry.biometry.growth import INTERGROWTH_FETAL_GROWTH, INTERGROWTH_GA_RANGE_WEEKS
 from fetalbiometry.data.ultrasound import Bone, Ellipsoid, FourierNoise
 from fetalbiometry.errors import InputError
 
 __all__ = [
     "ATTENUATION_PER_MM",
     "ECHO_LEVEL",
+    "HEAD_GA_RANGE_WEEKS",
     "LIMB_BONE_LEVEL",
     "SCATTERER_DENSITY",
     "AbdomenSlice",
@@ -64,6 +62,7 @@ __all__ = [
     "check_seed",
     "femur_diaphysis_width_mm",
     "rotation_2d",
+    "size_for_age",
 ]
 
 # Display level (0-255) of each tissue as a scanner shows it unattenuated, before speckle.
@@ -76,6 +75,7 @@ ECHO_LEVEL: dict[str, float] = {
     "cartilage": 90.0,
     "cerebellum": 125.0,
     "fat": 115.0,
+    "scalp": 130.0,  # below soft tissue: the skull echo falls where HC18's does (realism); 2D planes only, for now
     "myometrium": 140.0,
     "soft_tissue": 150.0,
     "muscle": 155.0,
@@ -97,6 +97,7 @@ SCATTERER_DENSITY: dict[str, float] = {
     "cartilage": 0.5,
     "cerebellum": 0.5,
     "fat": 0.4,
+    "scalp": 1.0,
     "myometrium": 0.8,
     "soft_tissue": 1.0,
     "muscle": 0.8,
@@ -118,6 +119,10 @@ ATTENUATION_PER_MM: dict[str, float] = {
     "brain": 0.02,
 }
 
+# Ages a phantom head may have: below INTERGROWTH-21st's 14 weeks its HC curve is extrapolated (HC 49.5 mm
+# at 10 weeks, 61 mm at 11, 85.5 mm at 13), so that phantoms cover HC18's first-trimester heads (146 of
+# its 799 heads are under the 14-week mean of 97.9 mm, the smallest 44 mm).
+HEAD_GA_RANGE_WEEKS = (10.0, 40.0)
 _GA_RANGE_3D = (20.0, 31.0)  # the 3D paper's volunteers (section 2.1)
 _SIZE_Z_LIMIT = 2.0  # subjects' size z-scores are drawn from N(0, 1) truncated to ±2
 _SKULL_ATTENUATION_PER_MM = 0.45  # pulse-echo (round trip) amplitude: a 2.5 mm wall costs 10 dB
@@ -233,10 +238,15 @@ def rotation_2d(angle: float) -> np.ndarray:
     return np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
 
 
-def _size_for_age(measure: str, ga_weeks: float, z_score: float) -> float:
-    """INTERGROWTH-21st size (mm) of ``measure`` at ``ga_weeks`` for a subject at ``z_score``."""
-    mean, sd = intergrowth_mean_sd(measure, ga_weeks)
-    return float(mean + z_score * sd)
+def size_for_age(measure: str, ga_weeks: float, z_score: float = 0.0) -> float:
+    """INTERGROWTH-21st size (mm) of ``measure`` at ``ga_weeks`` for a subject at ``z_score``
+    (Papageorghiou et al., Lancet 2014: mean + z · SD of the standard's fractional polynomials).
+
+    The ages are the callers' to check (:func:`check_ga`): below the standard's 14 weeks, which only
+    heads reach (:data:`HEAD_GA_RANGE_WEEKS`), the polynomials are extrapolated.
+    """
+    mean_curve, sd_curve = INTERGROWTH_FETAL_GROWTH[measure]
+    return float(mean_curve(ga_weeks) + z_score * sd_curve(ga_weeks))
 
 
 def _size_z_score(rng: np.random.Generator) -> float:
@@ -260,9 +270,10 @@ def acoustic_properties(echo_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     )
 
 
-def check_ga(ga_weeks: float) -> float:
-    """``ga_weeks`` as a float; InputError outside the INTERGROWTH-21st range (14–40 weeks)."""
-    low, high = INTERGROWTH_GA_RANGE_WEEKS
+def check_ga(ga_weeks: float, earliest_weeks: float = INTERGROWTH_GA_RANGE_WEEKS[0]) -> float:
+    """``ga_weeks`` as a float; InputError outside ``earliest_weeks`` to 40 weeks (by default the
+    INTERGROWTH-21st range, 14–40 weeks; heads go down to :data:`HEAD_GA_RANGE_WEEKS`)."""
+    low, high = earliest_weeks, INTERGROWTH_GA_RANGE_WEEKS[1]
     if not (math.isfinite(ga_weeks) and low <= ga_weeks <= high):
         raise InputError(f"gestational age must be {low:g}-{high:g} weeks, got {ga_weeks}")
     return float(ga_weeks)
@@ -477,8 +488,8 @@ class HeadAnatomy:
         """
         rng = np.random.default_rng([check_seed(seed), 0])
         drawn_ga = rng.uniform(*ga_range)
-        ga = check_ga(drawn_ga if ga_weeks is None else ga_weeks)
-        hc = _size_for_age("hc", ga, _size_z_score(rng))
+        ga = check_ga(drawn_ga if ga_weeks is None else ga_weeks, HEAD_GA_RANGE_WEEKS[0])
+        hc = size_for_age("hc", ga, _size_z_score(rng))
         cephalic_index = float(np.clip(rng.normal(0.80, 0.03), 0.72, 0.88))
         half_ofd = hc / ramanujan_circumference(1.0, cephalic_index)
         a, b = cephalic_index * half_ofd, half_ofd
@@ -589,13 +600,16 @@ class HeadAnatomy:
         distance[near] += _FACE_SURFACE_NOISE_MM * self.surface_noise(q[:, near])
         return distance
 
-    def echo(self, q: np.ndarray, beams: np.ndarray, edge_mm: float):
+    def echo(self, q: np.ndarray, beams: np.ndarray, edge_mm: float, scalp_tissue: str = "soft_tissue"):
         """Echo level, fetal membership and whole-head label at (3, N) head-frame points (:meth:`Scene.echo`).
 
         Args:
             q: points in the head frame, mm.
             beams: unit beam directions at the points (3, N), in the head frame.
             edge_mm: width of the partial-volume ramp at tissue boundaries (about one voxel).
+            scalp_tissue: the :data:`ECHO_LEVEL` of the scalp: ``"scalp"`` in 2D planes
+                (:class:`HeadSlice`); dense soft tissue in 3D volumes, which the shipped 3D model
+                was trained on, until it is retrained on the darker scalp.
         """
         skull = self.skull.signed_distance(q)
         face = self._face_distance(q)
@@ -608,13 +622,21 @@ class HeadAnatomy:
         level, weight = np.zeros(q.shape[1]), np.zeros(q.shape[1])
         inside = np.flatnonzero(fetus < edge_mm)
         weight[inside] = _inside(fetus[inside], edge_mm)
-        level[inside] = self._fetal_echo(q[:, inside], beams[:, inside], skull[inside], face[inside], edge_mm)
+        level[inside] = self._fetal_echo(
+            q[:, inside], beams[:, inside], skull[inside], face[inside], edge_mm, scalp_tissue
+        )
         return level, weight, label
 
     def _fetal_echo(
-        self, q: np.ndarray, beams: np.ndarray, skull: np.ndarray, face: np.ndarray, edge_mm: float
+        self,
+        q: np.ndarray,
+        beams: np.ndarray,
+        skull: np.ndarray,
+        face: np.ndarray,
+        edge_mm: float,
+        scalp_tissue: str,
     ) -> np.ndarray:
-        """Echo level inside the fetus: soft tissue and spine, the cranium, the face's bones and eyes.
+        """Echo level inside the fetus: soft tissue, scalp and spine, the cranium, the face's bones and eyes.
 
         The face takes the antero-inferior part of the skull ellipsoid: the cranial cavity is the
         inner skull minus the face grown by the bone thickness, and bone lines the cavity, so a
@@ -622,6 +644,8 @@ class HeadAnatomy:
         """
         texture = self.texture(q)
         level = ECHO_LEVEL["soft_tissue"] + 8.0 * texture
+        scalp = np.maximum(np.maximum(-skull, skull - self.scalp_mm), -face)  # over the skull, not the face
+        _paint(level, scalp, edge_mm, lambda i: ECHO_LEVEL[scalp_tissue] + 8.0 * texture[i])
         _paint(level, self.spine.signed_distance(q), edge_mm, _bone_echo_of(self.spine, q, beams))
 
         t = self.skull_thickness_mm
@@ -677,7 +701,7 @@ class HeadSlice:
 
     def echo(self, points: np.ndarray, beams: np.ndarray, edge_mm: float):
         lift = np.zeros((1, points.shape[1]))
-        level, weight, _ = self.anatomy.echo(np.vstack([points, lift]), np.vstack([beams, lift]), edge_mm)
+        level, weight, _ = self.anatomy.echo(np.vstack([points, lift]), np.vstack([beams, lift]), edge_mm, "scalp")
         return level, weight, _inside_ellipse(self.outline, points)
 
     @property
@@ -707,7 +731,7 @@ class AbdomenSlice:
     def random(cls, rng: np.random.Generator, ga_weeks: float) -> AbdomenSlice:
         """An abdomen whose AC is the INTERGROWTH-21st mean + z·SD at ``ga_weeks`` (z from N(0, 1)
         truncated to ±2), with an antero-posterior / transverse diameter ratio of 0.85–0.95."""
-        ac = _size_for_age("ac", check_ga(ga_weeks), _size_z_score(rng))
+        ac = size_for_age("ac", check_ga(ga_weeks), _size_z_score(rng))
         ratio = rng.uniform(0.85, 0.95)
         half_transverse = ac / ramanujan_circumference(1.0, ratio)
         return cls(np.array([half_transverse, ratio * half_transverse]), FourierNoise.random(rng, 2, (3.0, 12.0)))
@@ -791,7 +815,7 @@ class FemurSlice:
     def random(cls, rng: np.random.Generator, ga_weeks: float) -> FemurSlice:
         """A femur whose FL is the INTERGROWTH-21st mean + z·SD at ``ga_weeks`` (z from N(0, 1)
         truncated to ±2); the diaphysis echo is 2 mm + 5 % of FL thick."""
-        length = _size_for_age("fl", check_ga(ga_weeks), _size_z_score(rng))
+        length = size_for_age("fl", check_ga(ga_weeks), _size_z_score(rng))
         return cls(length, femur_diaphysis_width_mm(length), FourierNoise.random(rng, 2, (3.0, 12.0)))
 
     @property

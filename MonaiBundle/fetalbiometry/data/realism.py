@@ -15,10 +15,10 @@ displayed (log-compressed) 8-bit intensities, in millimetres through each frame'
   where the mean HC18 profile across the annotated ellipse stays above half its peak (the
   annotation follows the skull's outer edge, the echo peaks 1 mm inside it);
 - where the skull echo lies against the outline: the mean intensity by signed distance to the
-  head ellipse (bins of 0.25 mm over ±5 mm, pooled over the frames), its peak and the outer edge
-  of the band around the peak above half of it. A network learns the outline where its training
-  labels put it against the echo, so an offset between phantoms and HC18 here becomes a bias of
-  the radius, 2π times that in HC.
+  head ellipse (bins of 0.25 mm over ±5 mm, pooled over the frames), its peak and its fall, where
+  it drops halfway from the peak to the level outside the head. A network learns the outline where
+  its training labels put it against the echo, so an offset between phantoms and HC18 here becomes
+  a bias of the radius, 2π times that in HC.
 
 A patch is homogeneous when it lies inside the sector away from the skull, is neither black nor
 saturated, and its four quadrants' means agree within 25 %.
@@ -77,6 +77,7 @@ _SECTOR_MARGIN = 6  # pixels eroded from the sector's edge
 _SKULL_CLEARANCE_MM = (-5.0, 3.0)  # patches avoid this band around the ellipse
 _HISTOGRAM_BINS = np.arange(0, 257, 4)
 _PROFILE_EDGES_MM = np.linspace(-5.0, 5.0, 41)  # signed distance bins across the skull
+_OUTSIDE_LEVEL_MM = (2.5, 3.5)  # where the profile gives the level outside the head
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class SourceStatistics:
             row[f"{region}_median"] = float(np.median(values))
             if reference is not None:
                 row[f"{region}_w1"] = wasserstein_distance(values, np.concatenate(reference.regions[region]))
-        row["skull_peak_mm"], row["skull_outer_half_mm"] = skull_echo_position(self.profile_sum, self.profile_count)
+        row["skull_peak_mm"], row["skull_fall_mm"] = skull_echo_position(self.profile_sum, self.profile_count)
         return row
 
 
@@ -215,17 +216,24 @@ def skull_profile(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def skull_echo_position(profile_sum: np.ndarray, profile_count: np.ndarray) -> tuple[float, float]:
-    """(peak, outer half-peak edge) in mm of signed distance to the outline, of the mean profile
-    over the bins of ``_PROFILE_EDGES_MM`` (sums and counts of :func:`skull_profile`; empty bins are
-    skipped): the edge is the outer end of the run of bins around the peak whose mean is at least
-    half the peak's."""
+    """(peak, fall) in mm of signed distance to the outline, of the mean profile over the bins of
+    ``_PROFILE_EDGES_MM`` (sums and counts of :func:`skull_profile`; empty bins are skipped).
+
+    The fall is where the profile, going outwards from its peak, first drops below halfway between
+    the peak and the level outside the head (the mean of :data:`_OUTSIDE_LEVEL_MM`), interpolated
+    linearly between bins; NaN if it never does.
+    """
     profile = np.divide(profile_sum, profile_count, out=np.full(len(profile_sum), np.nan), where=profile_count > 0)
     centres = (_PROFILE_EDGES_MM[:-1] + _PROFILE_EDGES_MM[1:]) / 2.0
     peak = int(np.nanargmax(profile))
-    outer = peak
-    while outer + 1 < len(profile) and profile[outer + 1] >= profile[peak] / 2.0:
-        outer += 1
-    return float(centres[peak]), float(_PROFILE_EDGES_MM[outer + 1])
+    outside = np.nanmean(profile[(centres > _OUTSIDE_LEVEL_MM[0]) & (centres < _OUTSIDE_LEVEL_MM[1])])
+    half = (profile[peak] + outside) / 2.0
+    valid = [i for i in range(peak, len(profile)) if not np.isnan(profile[i])]
+    for inner, outer in zip(valid, valid[1:]):
+        if profile[outer] < half:
+            step = (profile[inner] - half) / (profile[inner] - profile[outer])
+            return float(centres[peak]), float(centres[inner] + step * (centres[outer] - centres[inner]))
+    return float(centres[peak]), math.nan
 
 
 def measure(name: str, frames: Sequence[Frame]) -> SourceStatistics:

@@ -41,8 +41,10 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from fetalbiometry.biometry.ellipse import Ellipse
+from fetalbiometry.biometry.growth import INTERGROWTH_GA_RANGE_WEEKS
 from fetalbiometry.biometry.rectangle import Rectangle
 from fetalbiometry.data.anatomy import (
+    HEAD_GA_RANGE_WEEKS,
     AbdomenSlice,
     FemurSlice,
     HeadAnatomy,
@@ -497,7 +499,8 @@ def make_plane(
         shape: (rows, columns).
         pixel_size: square pixel size in mm; by default chosen so the structure fills 55-70 % of the
             view, as a sonographer zooms in.
-        ga_weeks: gestational age; drawn from 20-38 weeks when None.
+        ga_weeks: gestational age, 14-40 weeks (heads 10-40: :data:`~fetalbiometry.data.anatomy.HEAD_GA_RANGE_WEEKS`);
+            drawn from 20-38 weeks when None.
         image_model: B-mode model, one of :data:`IMAGE_MODELS`; the mask does not depend on it.
 
     Returns:
@@ -509,7 +512,8 @@ def make_plane(
     rows, columns = shape = _check_shape(shape, 2)
     rng = _rng(seed, 2, PLANE_KINDS.index(kind))
     drawn_ga = rng.uniform(*_GA_RANGE_2D)
-    ga = check_ga(drawn_ga if ga_weeks is None else ga_weeks)
+    earliest_weeks = HEAD_GA_RANGE_WEEKS[0] if kind == "head" else INTERGROWTH_GA_RANGE_WEEKS[0]
+    ga = check_ga(drawn_ga if ga_weeks is None else ga_weeks, earliest_weeks)
     scene = _plane_scene(kind, seed, ga, rng)
     if pixel_size is None:
         pixel_size = scene.view_mm / ((columns if kind == "femur" else rows) * rng.uniform(0.55, 0.7))

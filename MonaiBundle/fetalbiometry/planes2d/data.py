@@ -34,8 +34,8 @@ import numpy as np
 import SimpleITK as sitk
 from torch.utils.data import ConcatDataset, Dataset
 
-from fetalbiometry.biometry.growth import intergrowth_mean_sd
 from fetalbiometry.biometry.planes import PLANE_CLASSES, PLANE_MEASURES
+from fetalbiometry.data.anatomy import size_for_age
 from fetalbiometry.data.hc18 import HC18Record
 from fetalbiometry.data.hc18_dataset import (
     IDENTITY,
@@ -241,14 +241,14 @@ def phantom_plane(
     span 0.43-0.96 of the rows (5th-95th percentiles) at 11-40 weeks.
 
     Raises:
-        InputError: an age outside 14-40 weeks (the growth standard's range).
+        InputError: an age outside 14-40 weeks (the growth standard's range; 10-40 for heads).
     """
     pixel_size = ga = None
     if ga_range is not None and fill_range is not None:
         rng = np.random.default_rng([seed, len(PLANE_CLASSES), PLANE_CLASSES.index(kind)])
         ga = float(rng.uniform(*ga_range))
         measure = PLANE_MEASURES[kind]
-        mean_mm = float(intergrowth_mean_sd(measure, ga)[0])
+        mean_mm = size_for_age(measure, ga)
         size_mm = mean_mm if measure == "fl" else mean_mm / np.pi
         pixel_size = size_mm / (shape[1 if measure == "fl" else 0] * rng.uniform(*fill_range))
     phantom = make_plane(kind, seed, shape, pixel_size, ga)

@@ -4,7 +4,7 @@ paragraph of docs/phantoms.md, which no other repository command prints.
 ``splits``: an HC18 evaluation's figures (``per_image.csv`` of ``evaluating`` on all 799 frames)
 on the validation frames of the HC18 subject split, on the other frames and on the test split:
 
-    python docs/experiments/scripts/sim_to_real_checks.py splits out/s2r-v2-hc18 out/s2r-v3-hc18
+    python docs/experiments/scripts/sim_to_real_checks.py splits out/s2r-v3-hc18 out/s2r-v4-hc18
 
 ``sizes``: the same evaluation's ADF and DF by reference HC (mm), and how much of the mean ADF the
 frames off by more than 10 mm make:
@@ -21,6 +21,13 @@ seeds 0-89 and 1000-1089 and, where the generator has it, seeds 0-89 with the am
 (the same random draws):
 
     python docs/experiments/scripts/sim_to_real_checks.py realism --hc18 ../shared/data/hc18
+
+``skull``: where the mean skull echo peaks and falls against the outline
+(``realism.skull_echo_position``) by head circumference, on 200 HC18 frames (every fourth) and on
+the polar head planes of seeds 0-39; ``--scalp-level 150`` images the phantoms with the scalp as
+bright as soft tissue, as before 2026-12-05:
+
+    python docs/experiments/scripts/sim_to_real_checks.py skull [--scalp-level 150]
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ import SimpleITK as sitk
 
 import fetalbiometry.data.anatomy as anatomy
 from fetalbiometry.data.hc18 import training_records
-from fetalbiometry.data.realism import Frame, hc18_frames, measure
+from fetalbiometry.biometry.ellipse import ramanujan_circumference
+from fetalbiometry.data.hc18 import read_annotation, read_frame
+from fetalbiometry.data.realism import Frame, hc18_frames, measure, skull_echo_position, skull_profile
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.planes2d.evaluation import read_evaluation, summarize_planes
 from fetalbiometry.planes2d.training import hc18_splits
@@ -51,10 +60,12 @@ def splits(evaluation_dirs: list[Path], hc18_dir: Path) -> None:
         results = read_evaluation(directory / "per_image.csv")
         for part, keep in (("validation", validation.__contains__), ("not validation", lambda n: n not in validation), ("test", test.__contains__)):
             summary = summarize_planes([result for result in results if keep(result.name)])
-            adf, dsc = summary["adf_mm"], summary["dsc_percent"]
+            adf, dsc, df, hd = (summary[key] for key in ("adf_mm", "dsc_percent", "df_mm", "hd_mm"))
             print(
                 f"{directory} {part}: {summary['measured']} / {summary['images']} measured, "
-                f"ADF {adf['mean']:.2f} mm (median {adf['median']:.2f}), DSC {dsc['mean']:.2f} %"
+                f"ADF {adf['mean']:.2f} ± {adf['sd']:.2f} mm (median {adf['median']:.2f}, worst {adf['max']:.1f}), "
+                f"DSC {dsc['mean']:.2f} ± {dsc['sd']:.2f} %, DF {df['mean']:.2f} ± {df['sd']:.2f} mm, "
+                f"HD {hd['mean']:.2f} ± {hd['sd']:.2f} mm"
             )
 
 
@@ -94,11 +105,32 @@ def realism(hc18_dir: Path) -> None:
         print("seeds 0-89, sac off", {key: round(float(row[key]), 2) for key in _ROW_KEYS})
 
 
+def _skull_by_size(name: str, frames_and_hc: list[tuple[Frame, float]]) -> None:
+    bins = ((0, 120), (120, 175), (175, 260), (260, 400))
+    for low, high in bins:
+        profiles = [skull_profile(frame) for frame, hc in frames_and_hc if low <= hc < high]
+        if profiles:
+            peak, fall = skull_echo_position(*(sum(parts) for parts in zip(*profiles)))
+            print(f"{name} HC {low}-{high} mm: {len(profiles)} frames, peak {peak:+.2f} mm, fall {fall:+.2f} mm")
+
+
+def skull(hc18_dir: Path, scalp_level: float | None) -> None:
+    records = training_records(hc18_dir)[::4]
+    hc18 = [(Frame(read_frame(r), r.pixel_size_mm, read_annotation(r).ellipse_px), r.hc_mm) for r in records]
+    _skull_by_size("HC18", hc18)
+    if scalp_level is not None:
+        anatomy.ECHO_LEVEL["scalp"] = scalp_level
+    phantoms = _polar_planes(range(40))
+    sizes_mm = [ramanujan_circumference(f.ellipse.a * f.pixel_mm, f.ellipse.b * f.pixel_mm) for f in phantoms]
+    _skull_by_size(f"phantoms (scalp level {anatomy.ECHO_LEVEL['scalp']:g})", list(zip(phantoms, sizes_mm)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism"))
+    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull"))
     parser.add_argument("evaluation_dirs", nargs="*", type=Path)
     parser.add_argument("--hc18", type=Path, default=Path(os.environ.get("HC18_DIR", "../shared/data/hc18")))
+    parser.add_argument("--scalp-level", type=float, default=None)
     args = parser.parse_args()
     if args.check == "splits":
         splits(args.evaluation_dirs, args.hc18)
@@ -106,6 +138,8 @@ def main() -> None:
         sizes(args.evaluation_dirs)
     elif args.check == "framing":
         framing(args.hc18)
+    elif args.check == "skull":
+        skull(args.hc18, args.scalp_level)
     else:
         realism(args.hc18)
 
