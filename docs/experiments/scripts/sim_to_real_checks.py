@@ -28,6 +28,12 @@ the polar head planes of seeds 0-39; ``--scalp-level 150`` images the phantoms w
 bright as soft tissue, as before 2026-12-05:
 
     python docs/experiments/scripts/sim_to_real_checks.py skull [--scalp-level 150]
+
+``outline``: the same peak and fall against the outline a model draws (its fitted ellipse), on the
+same 200 HC18 frames and on the polar head planes of seeds 100000-100039 (not trained on): where
+the model puts the outline against the echo on real frames and on phantoms:
+
+    python docs/experiments/scripts/sim_to_real_checks.py outline --model MonaiBundle/models/hc_model_synthetic_only.pt
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ from fetalbiometry.biometry.ellipse import ramanujan_circumference
 from fetalbiometry.data.hc18 import read_annotation, read_frame
 from fetalbiometry.data.realism import Frame, hc18_frames, measure, skull_echo_position, skull_profile
 from fetalbiometry.data.synthetic import make_plane
+from fetalbiometry.planes2d.commands import measure_frame
 from fetalbiometry.planes2d.evaluation import read_evaluation, summarize_planes
+from fetalbiometry.planes2d.predictor import load_plane_predictor
 from fetalbiometry.planes2d.training import hc18_splits
 
 _ROW_KEYS = ("snr", "skull_median", "brain_median", "outside_median", "skull_w1", "brain_w1", "outside_w1")
@@ -125,12 +133,32 @@ def skull(hc18_dir: Path, scalp_level: float | None) -> None:
     _skull_by_size(f"phantoms (scalp level {anatomy.ECHO_LEVEL['scalp']:g})", list(zip(phantoms, sizes_mm)))
 
 
+def outline(hc18_dir: Path, model: Path) -> None:
+    predictor = load_plane_predictor(model, device="cpu")
+
+    def drawn(frames_and_hc: list[tuple[Frame, float]]) -> list[tuple[Frame, float]]:
+        result = []
+        for frame, hc in frames_and_hc:
+            measured = measure_frame(predictor, frame.image, frame.pixel_mm).measurement
+            if measured is not None:
+                result.append((Frame(frame.image, frame.pixel_mm, measured.ellipse), hc))
+        return result
+
+    records = training_records(hc18_dir)[::4]
+    _skull_by_size("HC18, model's outline", drawn([(Frame(read_frame(r), r.pixel_size_mm, None), r.hc_mm) for r in records]))
+    phantoms = _polar_planes(range(100000, 100040))
+    sizes_mm = [ramanujan_circumference(f.ellipse.a * f.pixel_mm, f.ellipse.b * f.pixel_mm) for f in phantoms]
+    _skull_by_size("phantoms, model's outline", drawn(list(zip(phantoms, sizes_mm))))
+    _skull_by_size("phantoms, true outline", list(zip(phantoms, sizes_mm)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull"))
+    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull", "outline"))
     parser.add_argument("evaluation_dirs", nargs="*", type=Path)
     parser.add_argument("--hc18", type=Path, default=Path(os.environ.get("HC18_DIR", "../shared/data/hc18")))
     parser.add_argument("--scalp-level", type=float, default=None)
+    parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
     if args.check == "splits":
         splits(args.evaluation_dirs, args.hc18)
@@ -140,6 +168,8 @@ def main() -> None:
         framing(args.hc18)
     elif args.check == "skull":
         skull(args.hc18, args.scalp_level)
+    elif args.check == "outline":
+        outline(args.hc18, args.model)
     else:
         realism(args.hc18)
 
