@@ -1,5 +1,6 @@
-"""The checks behind docs/experiments/2026-12-05-sim-to-real-amniotic-sac.md and the realism-noise
-paragraph of docs/phantoms.md, which no other repository command prints.
+"""The checks behind docs/experiments/2026-12-05-sim-to-real-amniotic-sac.md,
+docs/experiments/2026-12-05-sim-to-real-scalp-first-trimester.md and the realism-noise paragraph of
+docs/phantoms.md, which no other repository command prints.
 
 ``splits``: an HC18 evaluation's figures (``per_image.csv`` of ``evaluating`` on all 799 frames)
 on the validation frames of the HC18 subject split, on the other frames and on the test split:
@@ -44,12 +45,12 @@ import os
 import statistics
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 import fetalbiometry.data.anatomy as anatomy
-from fetalbiometry.data.hc18 import training_records
 from fetalbiometry.biometry.ellipse import ramanujan_circumference
-from fetalbiometry.data.hc18 import read_annotation, read_frame
+from fetalbiometry.data.hc18 import read_annotation, read_frame, training_records
 from fetalbiometry.data.realism import Frame, hc18_frames, measure, skull_echo_position, skull_profile
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.planes2d.commands import measure_frame
@@ -136,19 +137,20 @@ def skull(hc18_dir: Path, scalp_level: float | None) -> None:
 def outline(hc18_dir: Path, model: Path) -> None:
     predictor = load_plane_predictor(model, device="cpu")
 
-    def drawn(frames_and_hc: list[tuple[Frame, float]]) -> list[tuple[Frame, float]]:
+    def drawn(images: list[tuple[np.ndarray, float, float]]) -> list[tuple[Frame, float]]:
+        """(frame with the model's ellipse, reference HC) of each measured (image, pixel size, HC)."""
         result = []
-        for frame, hc in frames_and_hc:
-            measured = measure_frame(predictor, frame.image, frame.pixel_mm).measurement
+        for image, pixel_mm, hc in images:
+            measured = measure_frame(predictor, image, pixel_mm).measurement
             if measured is not None:
-                result.append((Frame(frame.image, frame.pixel_mm, measured.ellipse), hc))
+                result.append((Frame(image, pixel_mm, measured.ellipse), hc))
         return result
 
     records = training_records(hc18_dir)[::4]
-    _skull_by_size("HC18, model's outline", drawn([(Frame(read_frame(r), r.pixel_size_mm, None), r.hc_mm) for r in records]))
+    _skull_by_size("HC18, model's outline", drawn([(read_frame(r), r.pixel_size_mm, r.hc_mm) for r in records]))
     phantoms = _polar_planes(range(100000, 100040))
     sizes_mm = [ramanujan_circumference(f.ellipse.a * f.pixel_mm, f.ellipse.b * f.pixel_mm) for f in phantoms]
-    _skull_by_size("phantoms, model's outline", drawn(list(zip(phantoms, sizes_mm))))
+    _skull_by_size("phantoms, model's outline", drawn([(f.image, f.pixel_mm, hc) for f, hc in zip(phantoms, sizes_mm)]))
     _skull_by_size("phantoms, true outline", list(zip(phantoms, sizes_mm)))
 
 
