@@ -32,7 +32,11 @@ bright as soft tissue, as before 2026-12-05:
 
 ``outline``: the same peak and fall against the outline a model draws (its fitted ellipse), on the
 same 200 HC18 frames and on the polar head planes of seeds 100000-100039 (not trained on): where
-the model puts the outline against the echo on real frames and on phantoms:
+the model puts the outline against the echo on real frames and on phantoms; then, on the HC18
+frames, against the sonographers' ellipse and the model's, and on the phantoms against their true
+outline, for the top and bottom of the head (seen from the ellipse's centre within 45° of the
+image's vertical, where the beam meets the skull square on) and for its sides; each line also gives
+the profile's grey level at its peak:
 
     python docs/experiments/scripts/sim_to_real_checks.py outline --model MonaiBundle/models/hc_model_synthetic_only.pt
 """
@@ -49,7 +53,7 @@ import numpy as np
 import SimpleITK as sitk
 
 import fetalbiometry.data.anatomy as anatomy
-from fetalbiometry.biometry.ellipse import ramanujan_circumference
+from fetalbiometry.biometry.ellipse import Ellipse, ramanujan_circumference
 from fetalbiometry.data.hc18 import read_annotation, read_frame, training_records
 from fetalbiometry.data.realism import Frame, hc18_frames, measure, skull_echo_position, skull_profile
 from fetalbiometry.data.synthetic import make_plane
@@ -119,8 +123,10 @@ def _skull_by_size(name: str, frames_and_hc: list[tuple[Frame, float]]) -> None:
     for low, high in bins:
         profiles = [skull_profile(frame) for frame, hc in frames_and_hc if low <= hc < high]
         if profiles:
-            peak, fall = skull_echo_position(*(sum(parts) for parts in zip(*profiles)))
-            print(f"{name} HC {low}-{high} mm: {len(profiles)} frames, peak {peak:+.2f} mm, fall {fall:+.2f} mm")
+            profile_sum, profile_count = (sum(parts) for parts in zip(*profiles))
+            peak, fall = skull_echo_position(profile_sum, profile_count)
+            level = np.max(profile_sum / np.maximum(profile_count, 1))
+            print(f"{name} HC {low}-{high} mm: {len(profiles)} frames, peak {peak:+.2f} mm (grey {level:.0f}), fall {fall:+.2f} mm")
 
 
 def skull(hc18_dir: Path, scalp_level: float | None) -> None:
@@ -152,6 +158,26 @@ def outline(hc18_dir: Path, model: Path) -> None:
     sizes_mm = [ramanujan_circumference(f.ellipse.a * f.pixel_mm, f.ellipse.b * f.pixel_mm) for f in phantoms]
     _skull_by_size("phantoms, model's outline", drawn([(f.image, f.pixel_mm, hc) for f, hc in zip(phantoms, sizes_mm)]))
     _skull_by_size("phantoms, true outline", list(zip(phantoms, sizes_mm)))
+    for part, vertical in (("top and bottom", True), ("sides", False)):
+        for name, ellipse_of in (("sonographers'", lambda r, m: read_annotation(r).ellipse_px), ("model's", lambda r, m: m)):
+            frames = []
+            for record in records:
+                image = read_frame(record)
+                measured = measure_frame(predictor, image, record.pixel_size_mm).measurement
+                if measured is not None:
+                    ellipse = ellipse_of(record, measured.ellipse)
+                    frames.append((Frame(_part_of_head(image, ellipse, vertical), record.pixel_size_mm, ellipse), record.hc_mm))
+            _skull_by_size(f"HC18 {part}, {name} outline", frames)
+        parts = [(Frame(_part_of_head(f.image, f.ellipse, vertical), f.pixel_mm, f.ellipse), hc) for f, hc in zip(phantoms, sizes_mm)]
+        _skull_by_size(f"phantoms {part}, true outline", parts)
+
+
+def _part_of_head(image: np.ndarray, ellipse: Ellipse, vertical: bool) -> np.ndarray:
+    """``image`` blacked out (out of the sector) but where the direction from the ellipse's centre is
+    within 45° of the vertical (``vertical``) or of the horizontal."""
+    rows, columns = np.indices(image.shape)
+    steep = np.abs(rows - ellipse.cy) >= np.abs(columns - ellipse.cx)
+    return np.where(steep == vertical, image, 0).astype(image.dtype)
 
 
 def main() -> None:
