@@ -41,10 +41,8 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from fetalbiometry.biometry.ellipse import Ellipse
-from fetalbiometry.biometry.growth import INTERGROWTH_GA_RANGE_WEEKS
 from fetalbiometry.biometry.rectangle import Rectangle
 from fetalbiometry.data.anatomy import (
-    HEAD_GA_RANGE_WEEKS,
     AbdomenSlice,
     FemurSlice,
     HeadAnatomy,
@@ -53,7 +51,6 @@ from fetalbiometry.data.anatomy import (
     Posed,
     Scene,
     acoustic_properties,
-    check_ga,
     check_seed,
     rotation_2d,
 )
@@ -512,9 +509,8 @@ def make_plane(
     rows, columns = shape = _check_shape(shape, 2)
     rng = _rng(seed, 2, PLANE_KINDS.index(kind))
     drawn_ga = rng.uniform(*_GA_RANGE_2D)
-    earliest_weeks = HEAD_GA_RANGE_WEEKS[0] if kind == "head" else INTERGROWTH_GA_RANGE_WEEKS[0]
-    ga = check_ga(drawn_ga if ga_weeks is None else ga_weeks, earliest_weeks)
-    scene = _plane_scene(kind, seed, ga, rng)
+    ga = float(drawn_ga if ga_weeks is None else ga_weeks)
+    scene = _plane_scene(kind, seed, ga, rng)  # each structure checks its own age range
     if pixel_size is None:
         pixel_size = scene.view_mm / ((columns if kind == "femur" else rows) * rng.uniform(0.55, 0.7))
     elif not (math.isfinite(pixel_size) and pixel_size > 0):

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from fetalbiometry.data.synthetic import HeadPhantom, make_head_volume
+from fetalbiometry.data.ultrasound import CartesianGrid, Ellipsoid
 
 GRIDS = ((0.5, 180), (0.7, 128), (1.0, 90), (1.2, 76), (1.4, 64), (2.6, 40))  # (spacing mm, voxels a side)
 
@@ -21,14 +22,12 @@ GRIDS = ((0.5, 180), (0.7, 128), (1.0, 90), (1.2, 76), (1.4, 64), (2.6, 40))  # 
 def skull_radius(phantom: HeadPhantom) -> np.ndarray:
     """Each voxel's radius in the skull ellipsoid's frame (1 on its outer surface), array order."""
     image, truth = phantom.image, phantom.truth
-    k, j, i = np.indices(sitk.GetArrayViewFromImage(image).shape).reshape(3, -1)
     steps = np.reshape(image.GetDirection(), (3, 3)) * np.array(image.GetSpacing())
-    world = np.array(image.GetOrigin())[:, None] + steps @ np.stack([i, j, k]).astype(float)
+    grid = CartesianGrid(np.array(image.GetOrigin()), steps, image.GetSize()[::-1])
     pose = Rotation.from_euler("xyz", [truth[f"pose_{a}_deg"] for a in "xyz"], degrees=True).as_matrix()
     centre = np.array([truth[f"head_{a}_mm"] for a in "xyz"])
-    semi_axes = np.array([truth["bpd_mm"], truth["ofd_mm"], truth["skull_height_mm"]]) / 2.0
-    head = pose.T @ (world - centre[:, None]) / semi_axes[:, None]
-    return np.sqrt((head**2).sum(axis=0)).reshape(image.GetSize()[::-1])
+    skull = Ellipsoid(centre, np.array([truth["bpd_mm"], truth["ofd_mm"], truth["skull_height_mm"]]) / 2.0, pose)
+    return np.linalg.norm(skull.local(grid.points()), axis=0).reshape(grid.shape)
 
 
 def main() -> None:

@@ -143,33 +143,30 @@ def skull(hc18_dir: Path, scalp_level: float | None) -> None:
 def outline(hc18_dir: Path, model: Path) -> None:
     predictor = load_plane_predictor(model, device="cpu")
 
-    def drawn(images: list[tuple[np.ndarray, float, float]]) -> list[tuple[Frame, float]]:
-        """(frame with the model's ellipse, reference HC) of each measured (image, pixel size, HC)."""
-        result = []
-        for image, pixel_mm, hc in images:
-            measured = measure_frame(predictor, image, pixel_mm).measurement
-            if measured is not None:
-                result.append((Frame(image, pixel_mm, measured.ellipse), hc))
-        return result
+    def drawn(images: list[tuple[np.ndarray, float, float]]) -> list[tuple[Frame, float] | None]:
+        """(frame with the model's ellipse, reference HC) of each (image, pixel size, HC); None if unmeasured."""
+        measured = [(measure_frame(predictor, image, pixel_mm).measurement, image, pixel_mm, hc) for image, pixel_mm, hc in images]
+        return [None if m is None else (Frame(image, pixel_mm, m.ellipse), hc) for m, image, pixel_mm, hc in measured]
 
     records = training_records(hc18_dir)[::4]
-    _skull_by_size("HC18, model's outline", drawn([(read_frame(r), r.pixel_size_mm, r.hc_mm) for r in records]))
+    hc18_drawn = drawn([(read_frame(r), r.pixel_size_mm, r.hc_mm) for r in records])
+    hc18_model = [item for item in hc18_drawn if item is not None]
+    hc18_reference = [
+        (Frame(item[0].image, item[0].pixel_mm, read_annotation(r).ellipse_px), r.hc_mm)
+        for r, item in zip(records, hc18_drawn)
+        if item is not None
+    ]
+    _skull_by_size("HC18, model's outline", hc18_model)
     phantoms = _polar_planes(range(100000, 100040))
     sizes_mm = [ramanujan_circumference(f.ellipse.a * f.pixel_mm, f.ellipse.b * f.pixel_mm) for f in phantoms]
-    _skull_by_size("phantoms, model's outline", drawn([(f.image, f.pixel_mm, hc) for f, hc in zip(phantoms, sizes_mm)]))
+    phantoms_drawn = drawn([(f.image, f.pixel_mm, hc) for f, hc in zip(phantoms, sizes_mm)])
+    _skull_by_size("phantoms, model's outline", [item for item in phantoms_drawn if item is not None])
     _skull_by_size("phantoms, true outline", list(zip(phantoms, sizes_mm)))
     for part, vertical in (("top and bottom", True), ("sides", False)):
-        for name, ellipse_of in (("sonographers'", lambda r, m: read_annotation(r).ellipse_px), ("model's", lambda r, m: m)):
-            frames = []
-            for record in records:
-                image = read_frame(record)
-                measured = measure_frame(predictor, image, record.pixel_size_mm).measurement
-                if measured is not None:
-                    ellipse = ellipse_of(record, measured.ellipse)
-                    frames.append((Frame(_part_of_head(image, ellipse, vertical), record.pixel_size_mm, ellipse), record.hc_mm))
-            _skull_by_size(f"HC18 {part}, {name} outline", frames)
-        parts = [(Frame(_part_of_head(f.image, f.ellipse, vertical), f.pixel_mm, f.ellipse), hc) for f, hc in zip(phantoms, sizes_mm)]
-        _skull_by_size(f"phantoms {part}, true outline", parts)
+        for name, frames in (("HC18 {}, sonographers' outline", hc18_reference), ("HC18 {}, model's outline", hc18_model),
+                             ("phantoms {}, true outline", list(zip(phantoms, sizes_mm)))):
+            parts = [(Frame(_part_of_head(f.image, f.ellipse, vertical), f.pixel_mm, f.ellipse), hc) for f, hc in frames]
+            _skull_by_size(name.format(part), parts)
 
 
 def _part_of_head(image: np.ndarray, ellipse: Ellipse, vertical: bool) -> np.ndarray:
