@@ -12,11 +12,14 @@ import pytest
 from fetalbiometry.biometry.ellipse import ramanujan_circumference
 from fetalbiometry.biometry.growth import intergrowth_mean_sd, intergrowth_zscore
 from fetalbiometry.data.anatomy import (
+    ECHO_LEVEL,
     HEAD_GA_RANGE_WEEKS,
+    SCATTERER_DENSITY,
     AbdomenSlice,
     FemurSlice,
     HeadAnatomy,
     HeadSlice,
+    acoustic_properties,
     check_ga,
     check_seed,
     size_for_age,
@@ -110,13 +113,35 @@ def test_heads_go_below_the_growth_standard_and_other_structures_do_not():
 
 
 def test_planes_show_the_scalp_darker_than_soft_tissue_and_volumes_do_not_yet():
-    """In 2D planes the scalp echoes below dense soft tissue and above brain, so the skull echo
-    falls to the fluid's level just outside the skull, as in HC18 frames (fetalbiometry.data.realism);
-    3D volumes keep it as soft tissue until the 3D model is retrained on it."""
+    """In 2D planes the scalp echoes at the brain's level, well below dense soft tissue, so the skull
+    echo falls to the fluid's level just outside the skull, on its sides too, as in HC18 frames
+    (fetalbiometry.data.realism); 3D volumes keep it as soft tissue until the 3D model is retrained
+    on it, and the scalp's level, having no acoustic row of its own, changes nothing in them."""
     head = HeadAnatomy.from_seed(2, 28.0)
     a, b, _ = head.skull.semi_axes
     points = np.array([[0.0, b + 0.5 * head.scalp_mm], [0.3 * a, 0.0]]).T  # scalp, brain off the falx
     beams = np.tile([[0.0], [1.0]], (1, 2))
     (plane_scalp, brain), _, _ = HeadSlice(head).echo(points, beams, edge_mm=0.2)
     volume_level, _, _ = head.echo(np.vstack([points, np.zeros((1, 2))]), np.vstack([beams, np.zeros((1, 2))]), 0.2)
-    assert brain < plane_scalp < volume_level[0] - 10.0
+    assert plane_scalp < volume_level[0] - 30.0
+    assert abs(plane_scalp - brain) < 20.0
+    density, _ = acoustic_properties(np.array([ECHO_LEVEL["brain"], ECHO_LEVEL["soft_tissue"]]))
+    assert density == pytest.approx([SCATTERER_DENSITY["brain"], SCATTERER_DENSITY["soft_tissue"]])
+
+
+def test_the_skull_echo_grows_as_the_skull_ossifies():
+    """Before 16 weeks the skull echoes dimmer (HC18's first-trimester skulls peak at grey 119, later
+    ones at 160-172); from 16 weeks, the 3D volumes' ages included, it is mature bone."""
+    young, old = HeadAnatomy.from_seed(3, 10.0), HeadAnatomy.from_seed(3, 20.0)
+    assert young.ossification == pytest.approx(0.3) and old.ossification == 1.0
+    assert HeadAnatomy.from_seed(3, 13.0).ossification == pytest.approx(0.65)
+
+    def skull_top(head: HeadAnatomy) -> float:
+        """The echo in the middle of the skull's wall at its top, the beam meeting it square on."""
+        b = head.skull.semi_axes[1]
+        point = np.array([[0.0], [b - 0.5 * head.skull_thickness_mm]])
+        level, _, _ = HeadSlice(head).echo(point, np.array([[0.0], [1.0]]), edge_mm=0.05)
+        return float(level[0])
+
+    soft = ECHO_LEVEL["soft_tissue"]
+    assert skull_top(young) - soft < 0.45 * (skull_top(old) - soft)

@@ -75,7 +75,7 @@ ECHO_LEVEL: dict[str, float] = {
     "cartilage": 90.0,
     "cerebellum": 125.0,
     "fat": 115.0,
-    "scalp": 130.0,  # below soft tissue: the skull echo falls where HC18's does (realism); 2D planes only, for now
+    "scalp": 100.0,  # 2D planes only, for now: the skull echo falls where HC18's does, on its sides too (realism)
     "myometrium": 140.0,
     "soft_tissue": 150.0,
     "muscle": 155.0,
@@ -88,6 +88,8 @@ ECHO_LEVEL: dict[str, float] = {
 
 # Fraction (0-1) of the polar image samples holding a scatterer (fetalbiometry.data.ultrasound.scatterers):
 # 1 for dense tissue (fully developed speckle); brain and fat are sparse, so their speckle is spotty.
+# The scalp has no row: a display level, it takes the acoustic properties of the levels around it, so
+# that it changes nothing where it is not drawn (the 3D volumes).
 SCATTERER_DENSITY: dict[str, float] = {
     "fluid": 1.0,
     "csf": 1.0,
@@ -97,7 +99,6 @@ SCATTERER_DENSITY: dict[str, float] = {
     "cartilage": 0.5,
     "cerebellum": 0.5,
     "fat": 0.4,
-    "scalp": 1.0,
     "myometrium": 0.8,
     "soft_tissue": 1.0,
     "muscle": 0.8,
@@ -112,7 +113,7 @@ SCATTERER_DENSITY: dict[str, float] = {
 # tissue, little for fluid. Bones are not here: their shadows are computed from their geometry
 # (fetalbiometry.data.ultrasound.Bone), so bone counts as soft tissue in this table.
 ATTENUATION_PER_MM: dict[str, float] = {
-    **{tissue: 0.03 for tissue in ECHO_LEVEL},
+    **{tissue: 0.03 for tissue in SCATTERER_DENSITY},
     "fluid": 0.002,
     "csf": 0.002,
     "eye": 0.004,
@@ -125,6 +126,11 @@ ATTENUATION_PER_MM: dict[str, float] = {
 HEAD_GA_RANGE_WEEKS = (10.0, 40.0)
 _GA_RANGE_3D = (20.0, 31.0)  # the 3D paper's volunteers (section 2.1)
 _SIZE_Z_LIMIT = 2.0  # subjects' size z-scores are drawn from N(0, 1) truncated to ±2
+# The skull's echo above soft tissue, as a share of mature bone's, grows from 30 % at 10 weeks, when the
+# calvarium starts to ossify, to all of it at 16 weeks (HC18's heads under 120 mm echo at grey 119 at
+# their peak, larger ones at 160-172: docs/experiments/2026-12-05-sim-to-real-skull-sides-early-bone.md).
+_OSSIFICATION_WEEKS = (10.0, 16.0)
+_OSSIFICATION_AT_10_WEEKS = 0.3
 _SKULL_ATTENUATION_PER_MM = 0.45  # pulse-echo (round trip) amplitude: a 2.5 mm wall costs 10 dB
 _SOLID_BONE_ATTENUATION_PER_MM = 0.9
 _FACE_SURFACE_NOISE_MM = 2.0  # SD of the face surface's unevenness
@@ -257,12 +263,12 @@ def _size_z_score(rng: np.random.Generator) -> float:
 def acoustic_properties(echo_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scatterer density and attenuation (:data:`SCATTERER_DENSITY`, :data:`ATTENUATION_PER_MM`) at
     points known by their echo level: each tissue's own at its :data:`ECHO_LEVEL`, interpolated
-    between the tissues' levels (textured tissue, partial-volume boundaries, specular bone).
+    between the tissues' levels (textured tissue, partial-volume boundaries, specular bone, the scalp).
 
     Returns:
         (density, attenuation per mm), float32 arrays of ``echo_level``'s shape.
     """
-    tissues = sorted(ECHO_LEVEL, key=ECHO_LEVEL.__getitem__)
+    tissues = sorted(SCATTERER_DENSITY, key=ECHO_LEVEL.__getitem__)
     levels = [ECHO_LEVEL[tissue] for tissue in tissues]
     return tuple(
         np.interp(echo_level, levels, [table[tissue] for tissue in tissues]).astype(np.float32)
@@ -673,7 +679,16 @@ class HeadAnatomy:
         return level
 
     def _skull_echo(self, q: np.ndarray, beams: np.ndarray) -> np.ndarray:
-        return _bone_echo(_specular(self.skull, q, beams), self.bone_density(self.skull.local(q)))
+        density = self.ossification * self.bone_density(self.skull.local(q))
+        return _bone_echo(_specular(self.skull, q, beams), density)
+
+    @property
+    def ossification(self) -> float:
+        """How far the skull has ossified (0.3-1): the share of mature bone's echo it gives, rising
+        linearly from 10 to 16 weeks (:data:`_OSSIFICATION_WEEKS`); 1 from 16 weeks on."""
+        start, end = _OSSIFICATION_WEEKS
+        progress = float(np.clip((self.ga_weeks - start) / (end - start), 0.0, 1.0))
+        return _OSSIFICATION_AT_10_WEEKS + (1.0 - _OSSIFICATION_AT_10_WEEKS) * progress
 
 
 # --- 2D standard planes ----------------------------------------------------------------------------

@@ -52,10 +52,12 @@ from fetalbiometry.data.ultrasound import Ellipsoid
 __all__ = [
     "DEPTH_BANDS",
     "REGIONS_MM",
+    "HEAD_PARTS",
     "Frame",
     "SourceStatistics",
     "correlation_length",
     "hc18_frames",
+    "head_part",
     "homogeneous_patches",
     "measure",
     "phantom_frames",
@@ -70,6 +72,10 @@ REGIONS_MM: dict[str, tuple[float, float]] = {"skull": (-2.5, 0.5), "brain": (-m
 
 DEPTH_BANDS = ("near", "middle", "far")
 """Thirds of the sector's depth."""
+
+HEAD_PARTS = ("top and bottom", "sides")
+"""Parts of the head seen from its centre within 45° of the image's vertical (the beam meets the skull
+square on) or of its horizontal (the beam grazes it): :func:`head_part`."""
 
 HC18_FRAME_SHAPE = (540, 800)
 _PATCH = 32  # homogeneous patch side, pixels
@@ -203,6 +209,17 @@ class SourceStatistics:
                 row[f"{region}_w1"] = wasserstein_distance(values, np.concatenate(reference.regions[region]))
         row["skull_peak_mm"], row["skull_fall_mm"] = skull_echo_position(self.profile_sum, self.profile_count)
         return row
+
+
+def head_part(frame: Frame, part: str) -> Frame:
+    """``frame`` with one of :data:`HEAD_PARTS` kept and the rest black, as outside the sector, so
+    that :func:`skull_profile` reads that part of the skull echo only."""
+    if part not in HEAD_PARTS:
+        raise ValueError(f"part must be one of {HEAD_PARTS}, got {part!r}")
+    rows, columns = np.indices(frame.image.shape)
+    steep = np.abs(rows - frame.ellipse.cy) >= np.abs(columns - frame.ellipse.cx)
+    kept = steep if part == HEAD_PARTS[0] else ~steep
+    return Frame(np.where(kept, frame.image, 0).astype(frame.image.dtype), frame.pixel_mm, frame.ellipse)
 
 
 def skull_profile(frame: Frame) -> tuple[np.ndarray, np.ndarray]:

@@ -24,9 +24,10 @@ seeds 0-89 and 1000-1089 and, where the generator has it, seeds 0-89 with the am
     python docs/experiments/scripts/sim_to_real_checks.py realism --hc18 ../shared/data/hc18
 
 ``skull``: where the mean skull echo peaks and falls against the outline
-(``realism.skull_echo_position``) by head circumference, on 200 HC18 frames (every fourth) and on
-the polar head planes of seeds 0-39; ``--scalp-level 150`` images the phantoms with the scalp as
-bright as soft tissue, as before 2026-12-05:
+(``realism.skull_echo_position``) by head circumference, on the whole outline and by part of the head
+(``realism.HEAD_PARTS``), on 200 HC18 frames (every fourth) and on 60 polar head planes (seed i at
+10 + i / 2 weeks); ``--scalp-level L`` images the phantoms with the scalp at display level L (150:
+as soft tissue, before 2026-12-05; 130: from 2026-12-05 to 0.14.0):
 
     python docs/experiments/scripts/sim_to_real_checks.py skull [--scalp-level 150]
 
@@ -53,9 +54,9 @@ import numpy as np
 import SimpleITK as sitk
 
 import fetalbiometry.data.anatomy as anatomy
-from fetalbiometry.biometry.ellipse import Ellipse, ramanujan_circumference
+from fetalbiometry.biometry.ellipse import ramanujan_circumference
 from fetalbiometry.data.hc18 import read_annotation, read_frame, training_records
-from fetalbiometry.data.realism import Frame, hc18_frames, measure, skull_echo_position, skull_profile
+from fetalbiometry.data.realism import HEAD_PARTS, Frame, head_part, hc18_frames, measure, skull_echo_position, skull_profile
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.planes2d.commands import measure_frame
 from fetalbiometry.planes2d.evaluation import read_evaluation, summarize_planes
@@ -132,12 +133,16 @@ def _skull_by_size(name: str, frames_and_hc: list[tuple[Frame, float]]) -> None:
 def skull(hc18_dir: Path, scalp_level: float | None) -> None:
     records = training_records(hc18_dir)[::4]
     hc18 = [(Frame(read_frame(r), r.pixel_size_mm, read_annotation(r).ellipse_px), r.hc_mm) for r in records]
-    _skull_by_size("HC18", hc18)
     if scalp_level is not None:
         anatomy.ECHO_LEVEL["scalp"] = scalp_level
-    phantoms = _polar_planes(range(40))
-    sizes_mm = [ramanujan_circumference(f.ellipse.a * f.pixel_mm, f.ellipse.b * f.pixel_mm) for f in phantoms]
-    _skull_by_size(f"phantoms (scalp level {anatomy.ECHO_LEVEL['scalp']:g})", list(zip(phantoms, sizes_mm)))
+    planes = (make_plane("head", seed, (540, 800), ga_weeks=10.0 + seed / 2.0) for seed in range(60))
+    phantoms = [Frame(sitk.GetArrayFromImage(p.image), float(p.truth["pixel_size_mm"]), p.structure) for p in planes]
+    sized = [(f, ramanujan_circumference(f.ellipse.a * f.pixel_mm, f.ellipse.b * f.pixel_mm)) for f in phantoms]
+    name = f"phantoms (scalp level {anatomy.ECHO_LEVEL['scalp']:g})"
+    for part in (None, *HEAD_PARTS):
+        for source, frames in (("HC18", hc18), (name, sized)):
+            kept = frames if part is None else [(head_part(f, part), hc) for f, hc in frames]
+            _skull_by_size(source if part is None else f"{source} {part}", kept)
 
 
 def outline(hc18_dir: Path, model: Path) -> None:
@@ -162,19 +167,10 @@ def outline(hc18_dir: Path, model: Path) -> None:
     phantoms_drawn = drawn([(f.image, f.pixel_mm, hc) for f, hc in zip(phantoms, sizes_mm)])
     _skull_by_size("phantoms, model's outline", [item for item in phantoms_drawn if item is not None])
     _skull_by_size("phantoms, true outline", list(zip(phantoms, sizes_mm)))
-    for part, vertical in (("top and bottom", True), ("sides", False)):
+    for part in HEAD_PARTS:
         for name, frames in (("HC18 {}, sonographers' outline", hc18_reference), ("HC18 {}, model's outline", hc18_model),
                              ("phantoms {}, true outline", list(zip(phantoms, sizes_mm)))):
-            parts = [(Frame(_part_of_head(f.image, f.ellipse, vertical), f.pixel_mm, f.ellipse), hc) for f, hc in frames]
-            _skull_by_size(name.format(part), parts)
-
-
-def _part_of_head(image: np.ndarray, ellipse: Ellipse, vertical: bool) -> np.ndarray:
-    """``image`` blacked out (out of the sector) but where the direction from the ellipse's centre is
-    within 45° of the vertical (``vertical``) or of the horizontal."""
-    rows, columns = np.indices(image.shape)
-    steep = np.abs(rows - ellipse.cy) >= np.abs(columns - ellipse.cx)
-    return np.where(steep == vertical, image, 0).astype(image.dtype)
+            _skull_by_size(name.format(part), [(head_part(f, part), hc) for f, hc in frames])
 
 
 def main() -> None:
