@@ -133,6 +133,23 @@ def test_random_fetal_parts_lie_against_the_structure():
     assert not MaternalTissue.random(np.random.default_rng(0), 2, 100.0).fetal_parts
 
 
+def test_a_planes_structure_lies_in_the_fluid_below_the_wall_and_placenta():
+    """However small and shallow the structure (a 10-week head 9 mm in radius, its centre 15 mm
+    deep), the maternal wall and the placenta end above it, by up to half its radius; a deep one
+    leaves them as drawn; volumes (no structure given) too."""
+    def near_layers(centre_depth: float, radius: float) -> list[tuple[float, float]]:
+        drawn = [MaternalTissue.random(np.random.default_rng(seed), 2, 100.0, around=(np.array([0.0, centre_depth]), radius)) for seed in range(30)]
+        return [(t.wall_mm, t.wall_mm + (t.placenta[2] if t.placenta else 0.0)) for t in drawn]
+
+    shallow = near_layers(15.0, 9.0)
+    assert all(3.0 <= wall and end <= 6.0 + 1e-9 for wall, end in shallow)
+    deep = near_layers(120.0, 30.0)
+    assert all(9.0 <= wall <= 16.0 and end <= 90.0 for wall, end in deep)
+    assert any(end > 30.0 for _, end in deep)  # placentas as thick as drawn
+    volume = MaternalTissue.random(np.random.default_rng(0), 3, 100.0)
+    assert 9.0 <= volume.wall_mm <= 16.0
+
+
 def test_an_amniotic_sac_closes_the_fluid_on_every_side():
     undulation = FourierNoise.random(np.random.default_rng(0), 2, (40.0, 150.0))
     sac = (disk(0.0, 60.0, 20.0), 2.0)

@@ -131,6 +131,7 @@ _SIZE_Z_LIMIT = 2.0  # subjects' size z-scores are drawn from N(0, 1) truncated 
 # their peak, larger ones at 160-172: docs/experiments/2026-12-05-sim-to-real-skull-sides-early-bone.md).
 _OSSIFICATION_WEEKS = (10.0, 16.0)
 _OSSIFICATION_AT_10_WEEKS = 0.3
+_THINNEST_WALL_MM = 3.0  # the maternal wall over a small, shallow structure (first trimester)
 _SKULL_ATTENUATION_PER_MM = 0.45  # pulse-echo (round trip) amplitude: a 2.5 mm wall costs 10 dB
 _SOLID_BONE_ATTENUATION_PER_MM = 0.9
 _FACE_SURFACE_NOISE_MM = 2.0  # SD of the face surface's unevenness
@@ -378,7 +379,9 @@ class MaternalTissue:
             far_wall_gap_mm: range of the fluid gap between the fetus and the far uterine wall; a
                 negative gap lays the fetus against the wall (the fetus hides the wall behind it).
             around: (centre in the world, radius mm) of the imaged structure, to place 0-3 other
-                fetal parts against it (:func:`_fetal_parts`); none when None.
+                fetal parts against it (:func:`_fetal_parts`) and to end the wall and placenta above
+                it, at most half its radius above it (a structure of a 2D plane lies in the amniotic
+                fluid, not in the wall, however small it is); none when None.
             ga_weeks: with ``around``, the sac around the structure is seen whole with
                 :func:`amniotic_sac_probability` (:func:`_amniotic_sac`); never when None.
         """
@@ -392,6 +395,13 @@ class MaternalTissue:
         sac = None
         if around is not None and ga_weeks is not None and rng.uniform() < amniotic_sac_probability(ga_weeks):
             sac = _amniotic_sac(rng, *around)
+        if around is not None:
+            (_, centre_depth), radius = around
+            top = centre_depth - radius - rng.uniform(0.0, 0.5) * radius
+            wall = float(np.clip(top, _THINNEST_WALL_MM, wall))
+            if placenta is not None:
+                thickness = min(placenta[2], top - wall)
+                placenta = (placenta[0], placenta[1], thickness) if thickness > 0.0 else None
         return cls(wall, far_wall, placenta, undulation, parts, sac)
 
     def echo(self, points: np.ndarray, depth_mm: np.ndarray, angle: np.ndarray) -> np.ndarray:
