@@ -128,7 +128,7 @@ _GA_RANGE_3D = (20.0, 31.0)  # the 3D paper's volunteers (section 2.1)
 _SIZE_Z_LIMIT = 2.0  # subjects' size z-scores are drawn from N(0, 1) truncated to ±2
 # The skull's echo above soft tissue, as a share of mature bone's, grows from 30 % at 10 weeks, when the
 # calvarium starts to ossify, to all of it at 16 weeks (HC18's heads under 120 mm echo at grey 119 at
-# their peak, larger ones at 160-172: docs/experiments/2026-12-05-sim-to-real-skull-sides-early-bone.md).
+# their peak, larger ones at 160-172: docs/experiments/2026-12-05-sim-to-real-skull-sides-early-heads.md).
 _OSSIFICATION_WEEKS = (10.0, 16.0)
 _OSSIFICATION_AT_10_WEEKS = 0.3
 _THINNEST_WALL_MM = 3.0  # the maternal wall over a small, shallow structure (first trimester)
@@ -396,7 +396,7 @@ class MaternalTissue:
         if around is not None and ga_weeks is not None and rng.uniform() < amniotic_sac_probability(ga_weeks):
             sac = _amniotic_sac(rng, *around)
         if around is not None:
-            (_, centre_depth), radius = around
+            (_, centre_depth), radius = around  # a plane's world y is its depth near the probe's axis
             top = centre_depth - radius - rng.uniform(0.0, 0.5) * radius
             wall = float(np.clip(top, _THINNEST_WALL_MM, wall))
             if placenta is not None:

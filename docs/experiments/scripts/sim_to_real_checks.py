@@ -31,6 +31,12 @@ as soft tissue, before 2026-12-05; 130: from 2026-12-05 to 0.14.0):
 
     python docs/experiments/scripts/sim_to_real_checks.py skull [--scalp-level 150]
 
+``surroundings``: the grey levels 3-10 mm outside the head (``realism.REGIONS_MM["outside"]``),
+10th, 25th, 50th and 75th percentiles, on 30 HC18 frames (every fourth) of each of three head sizes
+and on 16 polar head planes of each of three ranges of age (seed i at evenly spaced ages):
+
+    python docs/experiments/scripts/sim_to_real_checks.py surroundings
+
 ``outline``: the same peak and fall against the outline a model draws (its fitted ellipse), on the
 same 200 HC18 frames and on the polar head planes of seeds 100000-100039 (not trained on): where
 the model puts the outline against the echo on real frames and on phantoms; then, on the HC18
@@ -56,7 +62,16 @@ import SimpleITK as sitk
 import fetalbiometry.data.anatomy as anatomy
 from fetalbiometry.biometry.ellipse import ramanujan_circumference
 from fetalbiometry.data.hc18 import read_annotation, read_frame, training_records
-from fetalbiometry.data.realism import HEAD_PARTS, Frame, head_part, hc18_frames, measure, skull_echo_position, skull_profile
+from fetalbiometry.data.realism import (
+    HEAD_PARTS,
+    Frame,
+    head_part,
+    hc18_frames,
+    measure,
+    region_values,
+    skull_echo_position,
+    skull_profile,
+)
 from fetalbiometry.data.synthetic import make_plane
 from fetalbiometry.planes2d.commands import measure_frame
 from fetalbiometry.planes2d.evaluation import read_evaluation, summarize_planes
@@ -145,6 +160,20 @@ def skull(hc18_dir: Path, scalp_level: float | None) -> None:
             _skull_by_size(source if part is None else f"{source} {part}", kept)
 
 
+def surroundings(hc18_dir: Path) -> None:
+    def show(name: str, frames: list[Frame]) -> None:
+        outside = np.concatenate([region_values(frame)["outside"] for frame in frames])
+        print(f"{name}: {len(frames)} frames, outside p10 / p25 / p50 / p75:", np.percentile(outside, [10, 25, 50, 75]).round(0))
+
+    records = training_records(hc18_dir)
+    for low, high in ((0, 100), (100, 175), (175, 400)):
+        chosen = [r for r in records if low <= r.hc_mm < high][::4][:30]
+        show(f"HC18 HC {low}-{high} mm", [Frame(read_frame(r), r.pixel_size_mm, read_annotation(r).ellipse_px) for r in chosen])
+    for low, high in ((10, 14), (18, 24), (30, 40)):
+        planes = [make_plane("head", seed, (540, 800), ga_weeks=low + (high - low) * seed / 16) for seed in range(16)]
+        show(f"phantoms {low}-{high} weeks", [Frame(sitk.GetArrayFromImage(p.image), float(p.truth["pixel_size_mm"]), p.structure) for p in planes])
+
+
 def outline(hc18_dir: Path, model: Path) -> None:
     predictor = load_plane_predictor(model, device="cpu")
 
@@ -175,7 +204,7 @@ def outline(hc18_dir: Path, model: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull", "outline"))
+    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull", "surroundings", "outline"))
     parser.add_argument("evaluation_dirs", nargs="*", type=Path)
     parser.add_argument("--hc18", type=Path, default=Path(os.environ.get("HC18_DIR", "../shared/data/hc18")))
     parser.add_argument("--scalp-level", type=float, default=None)
@@ -189,6 +218,8 @@ def main() -> None:
         framing(args.hc18)
     elif args.check == "skull":
         skull(args.hc18, args.scalp_level)
+    elif args.check == "surroundings":
+        surroundings(args.hc18)
     elif args.check == "outline":
         outline(args.hc18, args.model)
     else:
