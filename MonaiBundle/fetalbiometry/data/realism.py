@@ -53,6 +53,7 @@ __all__ = [
     "DEPTH_BANDS",
     "REGIONS_MM",
     "HEAD_PARTS",
+    "PROFILE_EDGES_MM",
     "Frame",
     "SourceStatistics",
     "correlation_length",
@@ -82,7 +83,8 @@ _PATCH = 32  # homogeneous patch side, pixels
 _SECTOR_MARGIN = 6  # pixels eroded from the sector's edge
 _SKULL_CLEARANCE_MM = (-5.0, 3.0)  # patches avoid this band around the ellipse
 _HISTOGRAM_BINS = np.arange(0, 257, 4)
-_PROFILE_EDGES_MM = np.linspace(-5.0, 5.0, 41)  # signed distance bins across the skull
+PROFILE_EDGES_MM = np.linspace(-5.0, 5.0, 41)
+"""Signed distance to the head ellipse (mm, negative inside) of the bins of :func:`skull_profile`."""
 _OUTSIDE_LEVEL_MM = (2.5, 3.5)  # where the profile gives the level outside the head
 
 
@@ -192,8 +194,8 @@ class SourceStatistics:
     nakagami_m: list[float]
     grain_mm: dict[tuple[str, str], list[float]]
     regions: dict[str, list[np.ndarray]]
-    profile_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(_PROFILE_EDGES_MM) - 1))
-    profile_count: np.ndarray = field(default_factory=lambda: np.zeros(len(_PROFILE_EDGES_MM) - 1))
+    profile_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(PROFILE_EDGES_MM) - 1))
+    profile_count: np.ndarray = field(default_factory=lambda: np.zeros(len(PROFILE_EDGES_MM) - 1))
 
     def row(self, reference: SourceStatistics | None) -> dict[str, float | str]:
         """Medians of the measures, the regions' median intensity and (against ``reference``) the
@@ -225,8 +227,8 @@ def head_part(frame: Frame, part: str) -> Frame:
 def skull_profile(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     """Sum and count of the sector's intensities in each signed-distance bin across the head ellipse."""
     distance, sector = _signed_distance_mm(frame), _sector(frame.image)
-    n_bins = len(_PROFILE_EDGES_MM) - 1
-    bins = np.digitize(distance[sector], _PROFILE_EDGES_MM) - 1
+    n_bins = len(PROFILE_EDGES_MM) - 1
+    bins = np.digitize(distance[sector], PROFILE_EDGES_MM) - 1
     inside = (bins >= 0) & (bins < n_bins)
     values = frame.image[sector][inside].astype(np.float64)
     return np.bincount(bins[inside], values, n_bins), np.bincount(bins[inside], minlength=n_bins).astype(np.float64)
@@ -234,14 +236,14 @@ def skull_profile(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
 
 def skull_echo_position(profile_sum: np.ndarray, profile_count: np.ndarray) -> tuple[float, float]:
     """(peak, fall) in mm of signed distance to the outline, of the mean profile over the bins of
-    ``_PROFILE_EDGES_MM`` (sums and counts of :func:`skull_profile`; empty bins are skipped).
+    ``PROFILE_EDGES_MM`` (sums and counts of :func:`skull_profile`; empty bins are skipped).
 
     The fall is where the profile, going outwards from its peak, first drops below halfway between
     the peak and the level outside the head (the mean of :data:`_OUTSIDE_LEVEL_MM`), interpolated
     linearly between bins; NaN if it never does.
     """
     profile = np.divide(profile_sum, profile_count, out=np.full(len(profile_sum), np.nan), where=profile_count > 0)
-    centres = (_PROFILE_EDGES_MM[:-1] + _PROFILE_EDGES_MM[1:]) / 2.0
+    centres = (PROFILE_EDGES_MM[:-1] + PROFILE_EDGES_MM[1:]) / 2.0
     peak = int(np.nanargmax(profile))
     outside = np.nanmean(profile[(centres > _OUTSIDE_LEVEL_MM[0]) & (centres < _OUTSIDE_LEVEL_MM[1])])
     half = (profile[peak] + outside) / 2.0

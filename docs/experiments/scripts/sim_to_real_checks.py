@@ -64,6 +64,7 @@ from fetalbiometry.biometry.ellipse import ramanujan_circumference
 from fetalbiometry.data.hc18 import read_annotation, read_frame, training_records
 from fetalbiometry.data.realism import (
     HEAD_PARTS,
+    PROFILE_EDGES_MM,
     Frame,
     head_part,
     hc18_frames,
@@ -78,6 +79,7 @@ from fetalbiometry.planes2d.evaluation import read_evaluation, summarize_planes
 from fetalbiometry.planes2d.predictor import load_plane_predictor
 from fetalbiometry.planes2d.training import hc18_splits
 
+_CENTRES_MM = (PROFILE_EDGES_MM[:-1] + PROFILE_EDGES_MM[1:]) / 2.0  # the profile's bins
 _ROW_KEYS = ("snr", "skull_median", "brain_median", "outside_median", "skull_w1", "brain_w1", "outside_w1")
 
 
@@ -141,8 +143,10 @@ def _skull_by_size(name: str, frames_and_hc: list[tuple[Frame, float]]) -> None:
         if profiles:
             profile_sum, profile_count = (sum(parts) for parts in zip(*profiles))
             peak, fall = skull_echo_position(profile_sum, profile_count)
-            level = np.max(profile_sum / np.maximum(profile_count, 1))
-            print(f"{name} HC {low}-{high} mm: {len(profiles)} frames, peak {peak:+.2f} mm (grey {level:.0f}), fall {fall:+.2f} mm")
+            profile = profile_sum / np.maximum(profile_count, 1)
+            inner = np.mean(profile[(_CENTRES_MM > -3.0) & (_CENTRES_MM < -2.0)])
+            print(f"{name} HC {low}-{high} mm: {len(profiles)} frames, peak {peak:+.2f} mm (grey {np.max(profile):.0f}), "
+                  f"fall {fall:+.2f} mm, grey 2-3 mm inside {inner:.0f}")
 
 
 def skull(hc18_dir: Path, scalp_level: float | None) -> None:
