@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from fetalbiometry.biometry.ellipse import ramanujan_circumference
 from fetalbiometry.biometry.growth import intergrowth_zscore
+from fetalbiometry.data.anatomy import HeadAnatomy
 from fetalbiometry.data.synthetic import (
     PLANE_KINDS,
     make_head_volume,
@@ -253,6 +254,15 @@ def test_femur_casts_a_shadow():
         above.append(image[rows[0] - 2 - band : rows[0] - 2, column].mean())
         below.append(image[rows[-1] + 3 : rows[-1] + 3 + band, column].mean())
     assert np.mean(below) < np.mean(above) - 25.0
+
+
+def test_planes_draw_the_skull_thicker_than_volumes():
+    """HC18's skull echo reaches further inside the head than the phantom bone's: the planes' skull
+    is 1.5 times the volumes' (which the shipped 3D model knows), the outline, the HC, unchanged."""
+    plane = make_plane("head", 5, (64, 96), ga_weeks=25.0)
+    volume_bone = HeadAnatomy.from_seed(5, 25.0).skull_thickness_mm
+    assert plane.truth["skull_thickness_mm"] == pytest.approx(1.5 * volume_bone)
+    assert plane.truth["hc_mm"] == pytest.approx(HeadAnatomy.from_seed(5, 25.0).hc_mm, rel=1e-6)
 
 
 def test_plane_rejects_bad_input():

@@ -51,9 +51,9 @@ from fetalbiometry.data.ultrasound import Ellipsoid
 
 __all__ = [
     "DEPTH_BANDS",
-    "REGIONS_MM",
     "HEAD_PARTS",
     "PROFILE_EDGES_MM",
+    "REGIONS_MM",
     "Frame",
     "SourceStatistics",
     "correlation_length",

@@ -589,6 +589,7 @@ def _plane_truth(kind: str, scene: Scene, center_px: np.ndarray, angle: float, p
     if kind == "head":
         bpd, ofd = in_mm.bpd_ofd()
         truth.update({"hc_mm": in_mm.circumference, "bpd_mm": bpd, "ofd_mm": ofd})
+        truth["skull_thickness_mm"] = scene.anatomy.skull_thickness_mm
     else:
         truth["ac_mm"] = in_mm.circumference
     return {key: float(value) for key, value in truth.items()}

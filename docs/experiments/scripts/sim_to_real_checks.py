@@ -1,6 +1,7 @@
 """The checks behind docs/experiments/2026-12-05-sim-to-real-amniotic-sac.md,
-docs/experiments/2026-12-05-sim-to-real-scalp-first-trimester.md and the realism-noise paragraph of
-docs/phantoms.md, which no other repository command prints.
+docs/experiments/2026-12-05-sim-to-real-scalp-first-trimester.md,
+docs/experiments/2026-12-05-sim-to-real-skull-sides-early-heads.md and the realism-noise paragraph
+of docs/phantoms.md, which no other repository command prints.
 
 ``splits``: an HC18 evaluation's figures (``per_image.csv`` of ``evaluating`` on all 799 frames)
 on the validation frames of the HC18 subject split, on the other frames and on the test split:
@@ -27,7 +28,7 @@ seeds 0-89 and 1000-1089 and, where the generator has it, seeds 0-89 with the am
 (``realism.skull_echo_position``) by head circumference, on the whole outline and by part of the head
 (``realism.HEAD_PARTS``), on 200 HC18 frames (every fourth) and on 60 polar head planes (seed i at
 10 + i / 2 weeks); ``--scalp-level L`` images the phantoms with the scalp at display level L (150:
-as soft tissue, before 2026-12-05; 130: from 2026-12-05 to 0.14.0):
+as soft tissue, before 0.13.0; 130: 0.13.0's):
 
     python docs/experiments/scripts/sim_to_real_checks.py skull [--scalp-level 150]
 
@@ -36,6 +37,12 @@ as soft tissue, before 2026-12-05; 130: from 2026-12-05 to 0.14.0):
 and on 16 polar head planes of each of three ranges of age (seed i at evenly spaced ages):
 
     python docs/experiments/scripts/sim_to_real_checks.py surroundings
+
+``inner``: how far a model's HC follows the inner reach of the skull echo: its DF on 24 polar head
+planes of 20-34 weeks (seeds 300000-300023), as drawn and with the skull 0.8 mm thicker inwards (the
+outline, the truth, unchanged):
+
+    python docs/experiments/scripts/sim_to_real_checks.py inner --model MonaiBundle/models/hc_model_synthetic_only.pt
 
 ``outline``: the same peak and fall against the outline a model draws (its fitted ellipse), on the
 same 200 HC18 frames and on the polar head planes of seeds 100000-100039 (not trained on): where
@@ -51,6 +58,7 @@ the profile's grey level at its peak:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -178,6 +186,27 @@ def surroundings(hc18_dir: Path) -> None:
         show(f"phantoms {low}-{high} weeks", [Frame(sitk.GetArrayFromImage(p.image), float(p.truth["pixel_size_mm"]), p.structure) for p in planes])
 
 
+def inner(model: Path) -> None:
+    predictor = load_plane_predictor(model, device="cpu")
+    from_seed = anatomy.HeadAnatomy.from_seed
+    for extra_mm in (0.0, 0.8):
+
+        def thicker(seed: int, *args, **kwargs) -> anatomy.HeadAnatomy:
+            head = from_seed(seed, *args, **kwargs)
+            return dataclasses.replace(head, skull_thickness_mm=head.skull_thickness_mm + extra_mm)
+
+        anatomy.HeadAnatomy.from_seed = thicker  # make_plane thickens the planes' skull further, by its factor
+        errors = []
+        for seed in range(24):
+            plane = make_plane("head", 300000 + seed, (540, 800), ga_weeks=20.0 + 0.6 * seed)
+            pixel_mm = float(plane.truth["pixel_size_mm"])
+            measured = measure_frame(predictor, sitk.GetArrayFromImage(plane.image), pixel_mm).measurement
+            if measured is not None:
+                errors.append(measured.ellipse.to_mm(pixel_mm).circumference - plane.truth["hc_mm"])
+        print(f"{model} skull +{extra_mm} mm: {len(errors)} / 24 measured, DF {np.mean(errors):+.2f} ± {np.std(errors):.2f} mm")
+    anatomy.HeadAnatomy.from_seed = from_seed
+
+
 def outline(hc18_dir: Path, model: Path) -> None:
     predictor = load_plane_predictor(model, device="cpu")
 
@@ -208,7 +237,7 @@ def outline(hc18_dir: Path, model: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull", "surroundings", "outline"))
+    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull", "surroundings", "inner", "outline"))
     parser.add_argument("evaluation_dirs", nargs="*", type=Path)
     parser.add_argument("--hc18", type=Path, default=Path(os.environ.get("HC18_DIR", "../shared/data/hc18")))
     parser.add_argument("--scalp-level", type=float, default=None)
@@ -224,6 +253,8 @@ def main() -> None:
         skull(args.hc18, args.scalp_level)
     elif args.check == "surroundings":
         surroundings(args.hc18)
+    elif args.check == "inner":
+        inner(args.model)
     elif args.check == "outline":
         outline(args.hc18, args.model)
     else:
