@@ -446,8 +446,8 @@ class PlanePhantom:
         truth: ``kind``, ``seed``, ``ga_weeks``, ``pixel_size_mm``; for head and abdomen the ellipse
             in the HC18 convention (x = column, y = row, a along angle θ): ``center_x_px``,
             ``center_y_px``, ``semi_axes_a_px``, ``semi_axes_b_px``, ``angle_rad`` and the same in mm
-            (``center_x_mm``, ... as HC18 submissions), plus ``hc_mm`` with ``bpd_mm``/``ofd_mm`` or
-            ``ac_mm`` (Ramanujan perimeter); for the femur ``fl_mm``, ``fl_px``, ``width_mm`` and the
+            (``center_x_mm``, ... as HC18 submissions), plus ``hc_mm`` with ``bpd_mm``/``ofd_mm`` and
+            ``skull_thickness_mm`` or ``ac_mm`` (Ramanujan perimeter); for the femur ``fl_mm``, ``fl_px``, ``width_mm`` and the
             end points ``x1_px``, ``y1_px``, ``x2_px``, ``y2_px``.
     """
 
