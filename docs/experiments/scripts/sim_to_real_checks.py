@@ -28,7 +28,9 @@ seeds 0-89 and 1000-1089 and, where the generator has it, seeds 0-89 with the am
 (``realism.skull_echo_position``) by head circumference, on the whole outline and by part of the head
 (``realism.HEAD_PARTS``), on 200 HC18 frames (every fourth) and on 60 polar head planes (seed i at
 10 + i / 2 weeks); ``--scalp-level L`` images the phantoms with the scalp at display level L (150:
-as soft tissue, before 0.13.0; 130: 0.13.0's):
+as soft tissue, before 0.13.0; 130: 0.13.0's), all else as now. The figures of the 0.13.0 entry
+(2026-12-05-sim-to-real-scalp-first-trimester.md) came from this check at commit bfaec57 (whole
+outline only, planes of seeds 0-39 at 20-38 weeks):
 
     python docs/experiments/scripts/sim_to_real_checks.py skull [--scalp-level 150]
 
@@ -235,30 +237,27 @@ def outline(hc18_dir: Path, model: Path) -> None:
             _skull_by_size(name.format(part), [(head_part(f, part), hc) for f, hc in frames])
 
 
+_CHECKS = {  # name: the check, run with the parsed arguments
+    "splits": lambda args: splits(args.evaluation_dirs, args.hc18),
+    "sizes": lambda args: sizes(args.evaluation_dirs),
+    "framing": lambda args: framing(args.hc18),
+    "realism": lambda args: realism(args.hc18),
+    "skull": lambda args: skull(args.hc18, args.scalp_level),
+    "surroundings": lambda args: surroundings(args.hc18),
+    "inner": lambda args: inner(args.model),
+    "outline": lambda args: outline(args.hc18, args.model),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=("splits", "sizes", "framing", "realism", "skull", "surroundings", "inner", "outline"))
+    parser.add_argument("check", choices=tuple(_CHECKS))
     parser.add_argument("evaluation_dirs", nargs="*", type=Path)
     parser.add_argument("--hc18", type=Path, default=Path(os.environ.get("HC18_DIR", "../shared/data/hc18")))
     parser.add_argument("--scalp-level", type=float, default=None)
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
-    if args.check == "splits":
-        splits(args.evaluation_dirs, args.hc18)
-    elif args.check == "sizes":
-        sizes(args.evaluation_dirs)
-    elif args.check == "framing":
-        framing(args.hc18)
-    elif args.check == "skull":
-        skull(args.hc18, args.scalp_level)
-    elif args.check == "surroundings":
-        surroundings(args.hc18)
-    elif args.check == "inner":
-        inner(args.model)
-    elif args.check == "outline":
-        outline(args.hc18, args.model)
-    else:
-        realism(args.hc18)
+    _CHECKS[args.check](args)
 
 
 if __name__ == "__main__":
