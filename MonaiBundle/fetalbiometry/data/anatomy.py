@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -133,16 +133,6 @@ _OSSIFICATION_WEEKS = (10.0, 16.0)
 _OSSIFICATION_AT_10_WEEKS = 0.3
 _THINNEST_WALL_MM = 3.0  # the maternal wall over a small, shallow structure (first trimester)
 _SKULL_ATTENUATION_PER_MM = 0.45  # pulse-echo (round trip) amplitude: a 2.5 mm wall costs 10 dB
-# The planes' skull band, drawn per plane (HeadSlice.random): its thickness in mm, at most a fraction
-# of the half BPD, whatever the head's size, and its attenuation (1/mm), which sets how fast its echo
-# decays through the bone and how deep its shadow is. HC18's band peaks 0.9 mm inside the
-# sonographers' outline and falls halfway 0.4 mm outside it; a bone at 0.45/mm peaked 0.6 mm in
-# (docs/experiments/2026-12-05-sim-to-real-skull-band.md). Drawn, so that only the echo's outer fall
-# marks the outline: a network trained on a band whose peak and inner reach sit at a fixed depth
-# draws its outline from them (sim_to_real_checks.py outline, inner).
-_PLANE_SKULL_THICKNESS_MM = (1.0, 3.5)
-_PLANE_SKULL_MAX_FRACTION = 0.12
-_PLANE_SKULL_ATTENUATION_PER_MM = (0.1, 0.35)
 _SOLID_BONE_ATTENUATION_PER_MM = 0.9
 _FACE_SURFACE_NOISE_MM = 2.0  # SD of the face surface's unevenness
 _SUBARACHNOID_MM = 1.2  # fluid between skull and brain
@@ -719,27 +709,9 @@ class HeadSlice:
     """The transthalamic plane: the axial (z = 0) section of a :class:`HeadAnatomy`, in its (x, y).
 
     The label is the filled outer skull ellipse, whose perimeter is the HC (the HC18 convention).
-
-    Args:
-        anatomy: the head; the slice draws its skull with ``anatomy.skull_thickness_mm``.
-        skull_attenuation_per_mm: the skull's pulse-echo amplitude attenuation (1/mm): how fast its
-            echo decays through the bone and how deep the shadow behind it.
     """
 
     anatomy: HeadAnatomy
-    skull_attenuation_per_mm: float = _SKULL_ATTENUATION_PER_MM
-
-    @classmethod
-    def random(cls, rng: np.random.Generator, ga_weeks: float, seed: int) -> HeadSlice:
-        """The plane of the head of ``seed`` (:meth:`HeadAnatomy.from_seed`) at ``ga_weeks``, its skull
-        band drawn from ``rng``: thickness uniform in :data:`_PLANE_SKULL_THICKNESS_MM`, capped at
-        :data:`_PLANE_SKULL_MAX_FRACTION` of the half BPD and not otherwise tied to the head's size,
-        and attenuation uniform in :data:`_PLANE_SKULL_ATTENUATION_PER_MM`."""
-        head = HeadAnatomy.from_seed(seed, ga_weeks)
-        high = min(_PLANE_SKULL_THICKNESS_MM[1], _PLANE_SKULL_MAX_FRACTION * head.bpd_mm / 2.0)
-        thickness = rng.uniform(min(_PLANE_SKULL_THICKNESS_MM[0], high), high)
-        attenuation = rng.uniform(*_PLANE_SKULL_ATTENUATION_PER_MM)
-        return cls(replace(head, skull_thickness_mm=thickness), attenuation)
 
     @property
     def ellipse(self) -> Ellipse:
@@ -765,7 +737,7 @@ class HeadSlice:
     @property
     def bones(self) -> tuple[Bone, ...]:
         inner = self.anatomy.inner_skull
-        return (Bone(self.outline, self.skull_attenuation_per_mm, _box(inner.center[:2], inner.semi_axes[:2])),)
+        return (Bone(self.outline, _SKULL_ATTENUATION_PER_MM, _box(inner.center[:2], inner.semi_axes[:2])),)
 
 
 @dataclass(frozen=True)

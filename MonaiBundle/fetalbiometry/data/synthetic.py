@@ -29,6 +29,7 @@ probe looks along +y.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -128,6 +129,10 @@ _TGC_ERROR_DB = 1.5  # SD of the time-gain compensation's error along depth (pol
 _GAIN_DB = -5.0  # overall display gain of the polar model, matched to HC18's grey levels
 _GAIN_SPREAD_DB = 4.0  # the gain varies by up to this from one image to the next (sonographers set it)
 _DYNAMIC_RANGE_DB = (45.0, 60.0)  # the display's dynamic range, drawn per image
+# The planes' skull is drawn this much thicker than the volumes': HC18's skull echo reaches as far
+# inside the head as that of a bone half again as thick (docs/experiments/2026-12-05-sim-to-real-skull-sides-early-heads.md);
+# the volumes keep the bone the shipped 3D model was trained on until it is retrained.
+_PLANE_SKULL_THICKENING = 1.5
 _FAR_WALL_GAP_2D_MM = (-15.0, 25.0)  # planes: fluid between the structure and the far uterine wall; < 0: against it
 _CLUTTER_DB = (-55.0, -37.0)  # the scanner's clutter floor (side lobes, reverberation, debris), drawn per
 # image, relative to bone's echo: it shows clear fluid from black to grey, as real frames do
@@ -442,9 +447,8 @@ class PlanePhantom:
             in the HC18 convention (x = column, y = row, a along angle θ): ``center_x_px``,
             ``center_y_px``, ``semi_axes_a_px``, ``semi_axes_b_px``, ``angle_rad`` and the same in mm
             (``center_x_mm``, ... as HC18 submissions), plus ``hc_mm`` with ``bpd_mm``/``ofd_mm`` and
-            the skull band drawn (``skull_thickness_mm``, ``skull_attenuation_per_mm``:
-            :meth:`~fetalbiometry.data.anatomy.HeadSlice.random`), or ``ac_mm`` (Ramanujan perimeter);
-            for the femur ``fl_mm``, ``fl_px``, ``width_mm`` and the end points ``x1_px``, ``y1_px``, ``x2_px``, ``y2_px``.
+            ``skull_thickness_mm`` or ``ac_mm`` (Ramanujan perimeter); for the femur ``fl_mm``, ``fl_px``, ``width_mm`` and the
+            end points ``x1_px``, ``y1_px``, ``x2_px``, ``y2_px``.
     """
 
     image: sitk.Image
@@ -468,7 +472,8 @@ class PlanePhantom:
 def _plane_scene(kind: str, seed: int, ga_weeks: float, rng: np.random.Generator) -> Scene:
     """The scene of a standard plane, in its own frame."""
     if kind == "head":
-        return HeadSlice.random(rng, ga_weeks, seed)
+        head = HeadAnatomy.from_seed(seed, ga_weeks)
+        return HeadSlice(dataclasses.replace(head, skull_thickness_mm=_PLANE_SKULL_THICKENING * head.skull_thickness_mm))
     return (AbdomenSlice if kind == "abdomen" else FemurSlice).random(rng, ga_weeks)
 
 
@@ -585,7 +590,6 @@ def _plane_truth(kind: str, scene: Scene, center_px: np.ndarray, angle: float, p
         bpd, ofd = in_mm.bpd_ofd()
         truth.update({"hc_mm": in_mm.circumference, "bpd_mm": bpd, "ofd_mm": ofd})
         truth["skull_thickness_mm"] = scene.anatomy.skull_thickness_mm
-        truth["skull_attenuation_per_mm"] = scene.skull_attenuation_per_mm
     else:
         truth["ac_mm"] = in_mm.circumference
     return {key: float(value) for key, value in truth.items()}

@@ -190,15 +190,14 @@ def surroundings(hc18_dir: Path) -> None:
 
 def inner(model: Path) -> None:
     predictor = load_plane_predictor(model, device="cpu")
-    drawn_slice = anatomy.HeadSlice.random
+    from_seed = anatomy.HeadAnatomy.from_seed
     for extra_mm in (0.0, 0.8):
 
-        def thicker(*args, **kwargs) -> anatomy.HeadSlice:
-            plane = drawn_slice(*args, **kwargs)
-            head = plane.anatomy
-            return dataclasses.replace(plane, anatomy=dataclasses.replace(head, skull_thickness_mm=head.skull_thickness_mm + extra_mm))
+        def thicker(seed: int, *args, **kwargs) -> anatomy.HeadAnatomy:
+            head = from_seed(seed, *args, **kwargs)
+            return dataclasses.replace(head, skull_thickness_mm=head.skull_thickness_mm + extra_mm)
 
-        anatomy.HeadSlice.random = thicker
+        anatomy.HeadAnatomy.from_seed = thicker  # make_plane thickens the planes' skull further, by its factor
         errors = []
         for seed in range(24):
             plane = make_plane("head", 300000 + seed, (540, 800), ga_weeks=20.0 + 0.6 * seed)
@@ -207,7 +206,7 @@ def inner(model: Path) -> None:
             if measured is not None:
                 errors.append(measured.ellipse.to_mm(pixel_mm).circumference - plane.truth["hc_mm"])
         print(f"{model} skull +{extra_mm} mm: {len(errors)} / 24 measured, DF {np.mean(errors):+.2f} ± {np.std(errors):.2f} mm")
-    anatomy.HeadSlice.random = drawn_slice
+    anatomy.HeadAnatomy.from_seed = from_seed
 
 
 def outline(hc18_dir: Path, model: Path) -> None:
