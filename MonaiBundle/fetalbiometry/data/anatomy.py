@@ -171,13 +171,12 @@ def _specular(ellipsoid: Ellipsoid, points: np.ndarray, beams: np.ndarray) -> np
     return (np.einsum("ij,ij->j", normal, beams) / length) ** 2
 
 
-def _bone_echo(
-    cos2: np.ndarray, density: np.ndarray | float = 1.0, grazed_level: float = ECHO_LEVEL["soft_tissue"]
-) -> np.ndarray:
+def _bone_echo(cos2: np.ndarray, density: np.ndarray | float = 1.0) -> np.ndarray:
     """Specular bone echo from cos² of the beam's angle to the surface normal (:func:`_specular`):
-    as bright as bone where the beam meets it at right angles, fading towards ``grazed_level``
-    (soft tissue's unless given) where the beam grazes it or the bone is thin (``density`` < 1)."""
-    return grazed_level + (ECHO_LEVEL["bone"] - grazed_level) * density * (0.15 + 0.85 * cos2)
+    as bright as bone where the beam meets it at right angles, fading towards soft tissue where the
+    beam grazes it or the bone is thin (``density`` < 1)."""
+    soft = ECHO_LEVEL["soft_tissue"]
+    return soft + (ECHO_LEVEL["bone"] - soft) * density * (0.15 + 0.85 * cos2)
 
 
 def _bone_echo_of(bone: Ellipsoid, points: np.ndarray, beams: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -472,9 +471,6 @@ class HeadAnatomy:
         brain_structures: (ellipsoid, tissue) pairs painted inside the brain, in order.
         surface_noise: smooth noise of the face surface (unit variance).
         texture: fine tissue texture (unit variance).
-        skull_grazed_level: the echo level the skull fades to where the beam grazes it
-            (:func:`_bone_echo`): soft tissue's in volumes; drawn per 2D plane from the scalp's
-            (the sides drop out) to soft tissue's (``synthetic._PLANE_SKULL_GRAZED_LEVELS``).
     """
 
     ga_weeks: float
@@ -489,7 +485,6 @@ class HeadAnatomy:
     brain_structures: tuple[tuple[Ellipsoid, str], ...]
     surface_noise: FourierNoise = field(repr=False)
     texture: FourierNoise = field(repr=False)
-    skull_grazed_level: float = ECHO_LEVEL["soft_tissue"]
 
     @classmethod
     def from_seed(
@@ -695,7 +690,7 @@ class HeadAnatomy:
 
     def _skull_echo(self, q: np.ndarray, beams: np.ndarray) -> np.ndarray:
         density = self.ossification * self.bone_density(self.skull.local(q))
-        return _bone_echo(_specular(self.skull, q, beams), density, self.skull_grazed_level)
+        return _bone_echo(_specular(self.skull, q, beams), density)
 
     @property
     def ossification(self) -> float:

@@ -44,7 +44,6 @@ from scipy.spatial.transform import Rotation
 from fetalbiometry.biometry.ellipse import Ellipse
 from fetalbiometry.biometry.rectangle import Rectangle
 from fetalbiometry.data.anatomy import (
-    ECHO_LEVEL,
     AbdomenSlice,
     FemurSlice,
     HeadAnatomy,
@@ -134,11 +133,6 @@ _DYNAMIC_RANGE_DB = (45.0, 60.0)  # the display's dynamic range, drawn per image
 # inside the head as that of a bone half again as thick (docs/experiments/2026-12-05-sim-to-real-skull-sides-early-heads.md);
 # the volumes keep the bone the shipped 3D model was trained on until it is retrained.
 _PLANE_SKULL_THICKENING = 1.5
-# Where the beam grazes the skull, its echo fades to a level drawn per plane from the scalp's (the sides
-# drop out, as they often do on HC18's late heads, whose outline the sonographer then draws through
-# the gap) to soft tissue's (a faint band, the volumes' setting)
-# (docs/experiments/2026-12-05-sim-to-real-skull-band.md).
-_PLANE_SKULL_GRAZED_LEVELS = (ECHO_LEVEL["scalp"], ECHO_LEVEL["soft_tissue"])
 _FAR_WALL_GAP_2D_MM = (-15.0, 25.0)  # planes: fluid between the structure and the far uterine wall; < 0: against it
 _CLUTTER_DB = (-55.0, -37.0)  # the scanner's clutter floor (side lobes, reverberation, debris), drawn per
 # image, relative to bone's echo: it shows clear fluid from black to grey, as real frames do
@@ -479,9 +473,7 @@ def _plane_scene(kind: str, seed: int, ga_weeks: float, rng: np.random.Generator
     """The scene of a standard plane, in its own frame."""
     if kind == "head":
         head = HeadAnatomy.from_seed(seed, ga_weeks)
-        thickness = _PLANE_SKULL_THICKENING * head.skull_thickness_mm
-        grazed_level = rng.uniform(*_PLANE_SKULL_GRAZED_LEVELS)
-        return HeadSlice(dataclasses.replace(head, skull_thickness_mm=thickness, skull_grazed_level=grazed_level))
+        return HeadSlice(dataclasses.replace(head, skull_thickness_mm=_PLANE_SKULL_THICKENING * head.skull_thickness_mm))
     return (AbdomenSlice if kind == "abdomen" else FemurSlice).random(rng, ga_weeks)
 
 

@@ -1,6 +1,7 @@
 """The checks behind docs/experiments/2026-12-05-sim-to-real-amniotic-sac.md,
 docs/experiments/2026-12-05-sim-to-real-scalp-first-trimester.md,
-docs/experiments/2026-12-05-sim-to-real-skull-sides-early-heads.md and the realism-noise paragraph
+docs/experiments/2026-12-05-sim-to-real-skull-sides-early-heads.md,
+docs/experiments/2026-12-05-sim-to-real-skull-band.md and the realism-noise paragraph
 of docs/phantoms.md, which no other repository command prints.
 
 ``splits``: an HC18 evaluation's figures (``per_image.csv`` of ``evaluating`` on all 799 frames)
@@ -55,6 +56,11 @@ image's vertical, where the beam meets the skull square on) and for its sides; e
 the profile's grey level at its peak:
 
     python docs/experiments/scripts/sim_to_real_checks.py outline --model MonaiBundle/models/hc_model_synthetic_only.pt
+
+``overlay``: six HC18 heads of 240 mm and more (every twelfth), the sonographers' ellipse (green)
+and a model's (red), written to ``--out``:
+
+    python docs/experiments/scripts/sim_to_real_checks.py overlay --model MonaiBundle/models/hc_model_synthetic_only.pt --out docs/images/sim-to-real-late-heads.png
 """
 
 from __future__ import annotations
@@ -237,6 +243,35 @@ def outline(hc18_dir: Path, model: Path) -> None:
             _skull_by_size(name.format(part), [(head_part(f, part), hc) for f, hc in frames])
 
 
+def overlay(hc18_dir: Path, model: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse as EllipsePatch
+
+    predictor = load_plane_predictor(model, device="cpu")
+    records = [r for r in training_records(hc18_dir) if r.hc_mm >= 240.0][::12][:6]
+    figure, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    for ax, record in zip(axes.flat, records):
+        image = read_frame(record)
+        measured = measure_frame(predictor, image, record.pixel_size_mm).measurement
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        title = f"{record.filename}, HC {record.hc_mm:.0f} mm"
+        drawn = [(read_annotation(record).ellipse_px, "lime")]
+        if measured is not None:
+            drawn.append((measured.ellipse, "red"))
+            title += f", DF {measured.ellipse.to_mm(record.pixel_size_mm).circumference - record.hc_mm:+.1f} mm"
+        for ellipse, colour in drawn:
+            centre, width, height = (ellipse.cx, ellipse.cy), 2 * ellipse.a, 2 * ellipse.b
+            ax.add_patch(EllipsePatch(centre, width, height, angle=math.degrees(ellipse.theta), fill=False, color=colour, lw=0.7))
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    figure.tight_layout()
+    figure.savefig(out, dpi=60)
+    print(f"wrote {out}")
+
+
 _CHECKS = {  # name: the check, run with the parsed arguments
     "splits": lambda args: splits(args.evaluation_dirs, args.hc18),
     "sizes": lambda args: sizes(args.evaluation_dirs),
@@ -246,6 +281,7 @@ _CHECKS = {  # name: the check, run with the parsed arguments
     "surroundings": lambda args: surroundings(args.hc18),
     "inner": lambda args: inner(args.model),
     "outline": lambda args: outline(args.hc18, args.model),
+    "overlay": lambda args: overlay(args.hc18, args.model, args.out),
 }
 
 
@@ -256,6 +292,7 @@ def main() -> None:
     parser.add_argument("--hc18", type=Path, default=Path(os.environ.get("HC18_DIR", "../shared/data/hc18")))
     parser.add_argument("--scalp-level", type=float, default=None)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     _CHECKS[args.check](args)
 
