@@ -294,6 +294,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.check in ("inner", "outline", "overlay") and args.model is None:
+        parser.error(f"{args.check} needs --model")
+    if args.check == "overlay" and args.out is None:
+        parser.error("overlay needs --out")
     _CHECKS[args.check](args)
 
 
