@@ -130,7 +130,7 @@ def test_multitask_unet_trains_on_synthetic_planes(tmp_path):
 
 def test_synthetic_only_mtln_trains_without_hc18_and_is_measured_on_it(tmp_path):
     """``mtln_synthetic_only.json``: phantom heads through the HC18 recipe; HC18 is only the test set."""
-    networks = ["mtln.json", "mtln_synthetic_only.json"]
+    networks = ["mtln.json", "mtln_synthetic_only.json", "intensity_augmentation.json"]
     lengths = {"training": 2, "validation": 1, "test": 0}
     args = {"features": [8, 8, 16, 16, 16], "phantom_lengths": lengths, "frame_shape": [135, 200]}
     args |= {"augmentations": IDENTITY_ONLY, "label_supersampling": 2, "cache_workers": 1, "ema_decay": 0.9}
@@ -142,6 +142,30 @@ def test_synthetic_only_mtln_trains_without_hc18_and_is_measured_on_it(tmp_path)
     assert summary["images"] == 2
     rows = (tmp_path / "evaluation" / "per_image.csv").read_text(encoding="utf-8").splitlines()
     assert all(row.split(",")[0].endswith(".png") for row in rows[1:])
+
+
+def test_intensity_augmentation_changes_the_training_images_only_and_keeps_their_range():
+    """``intensity_augmentation.json``: blur, gamma, bias field, gain and noise drawn per fetch, labels as cached."""
+    files = ["train.json", "mtln.json", "mtln_synthetic_only.json"]
+
+    def parsed(extra: list[str]) -> ConfigParser:
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / "biometry" / name) for name in files + extra])
+        parser.update({"phantom_lengths": {"training": 2, "validation": 0, "test": 0}, "augmentations": IDENTITY_ONLY})
+        return parser
+
+    plain = parsed([]).get_parsed_content("train_loader").dataset
+    augmented = parsed(["intensity_augmentation.json"]).get_parsed_content("train_loader").dataset
+    cached = [plain[index] for index in range(len(plain))]  # no transform: the cached samples themselves
+    draws = [[augmented[index] for index in range(len(augmented))] for _ in range(8)]
+    changed = 0
+    for samples in draws:
+        for sample, original in zip(samples, cached):
+            image = torch.as_tensor(sample["image"])
+            assert image.shape == original["image"].shape and 0.0 <= float(image.min()) <= float(image.max()) <= 1.0
+            np.testing.assert_array_equal(np.asarray(sample["label"]), np.asarray(original["label"]))
+            changed += not np.allclose(image.numpy(), original["image"])
+    assert 0 < changed < len(cached) * len(draws)  # each transform has its probability: some fetches stay as cached
 
 
 def test_mtln_with_phantoms_trains_on_hc18_frames_and_phantom_heads(tmp_path):
