@@ -79,7 +79,8 @@ def cached(dataset: Sequence[Mapping[str, Any]], progress: bool = True, num_work
     """Every sample of ``dataset`` computed once and kept in memory.
 
     The MTLN augmentation is offline (fixed flips and rotations), so the samples, boundary weight
-    maps included, do not change from epoch to epoch. MONAI's ``CacheDataset`` caches the output of
+    maps included, do not change from epoch to epoch; random transforms drawn at each fetch go over
+    the cache (``train.json``'s ``train_transforms``). MONAI's ``CacheDataset`` caches the output of
     a transform chain over a list of items; here the items are made by a dataset class
     (:class:`~fetalbiometry.data.hc18_dataset.HC18PlaneDataset`), so they are read out directly,
     by ``num_workers`` processes of a ``DataLoader`` when more than 0.
