@@ -1,7 +1,8 @@
 """The checks behind docs/experiments/2026-12-05-sim-to-real-amniotic-sac.md,
 docs/experiments/2026-12-05-sim-to-real-scalp-first-trimester.md,
 docs/experiments/2026-12-05-sim-to-real-skull-sides-early-heads.md,
-docs/experiments/2026-12-05-sim-to-real-skull-band.md and the realism-noise paragraph
+docs/experiments/2026-12-05-sim-to-real-skull-band.md,
+docs/experiments/2026-12-05-sim-to-real-intensity-augmentation.md and the realism-noise paragraph
 of docs/phantoms.md, which no other repository command prints.
 
 ``splits``: an HC18 evaluation's figures (``per_image.csv`` of ``evaluating`` on all 799 frames)
