@@ -398,6 +398,25 @@ def test_finer_look_windows_large_heads_and_trains_on_crops_at_its_scale() -> No
             HeadCrop(look_size=bad)
 
 
+def test_finer_look_for_large_heads_only_trains_small_heads_on_their_windows_alone() -> None:
+    spatial_size, shape = (160, 256), (540, 800)
+    routed = HeadCrop(look_size=(224, 352), large_heads_only=True)
+    every_head = HeadCrop(look_size=(224, 352))
+    small, large = Ellipse(300.0, 200.0, 100.0, 80.0, 0.0), Ellipse(400.0, 270.0, 260.0, 200.0, 0.0)
+    small_window, large_window = routed.window(small, shape, spatial_size), routed.window(large, shape, spatial_size)
+    assert routed.coarse_look_enlarges(small_window, shape, spatial_size)
+    assert not routed.coarse_look_enlarges(large_window, shape, spatial_size)
+    assert routed.training_windows(small_window, shape, spatial_size) == [small_window]
+    assert len(every_head.training_windows(small_window, shape, spatial_size)) == 5  # the window and 4 crops
+    assert routed.training_windows(large_window, shape, spatial_size) == every_head.training_windows(
+        large_window, shape, spatial_size
+    )
+    assert routed.look_input_size(small_window, shape, spatial_size) == spatial_size
+    assert routed.look_input_size(large_window, shape, spatial_size) == (224, 352)
+    assert every_head.look_input_size(small_window, shape, spatial_size) == (224, 352)
+    assert HeadCrop().look_input_size(small_window, shape, spatial_size) == spatial_size
+
+
 def test_finer_look_samples_add_unaugmented_crops_of_the_head_to_its_window() -> None:
     head = Ellipse(320.0, 250.0, 150.0, 120.0, 0.2)
     frame = ellipse_to_mask(head, (540, 800)).astype(np.uint8) * 255

@@ -53,6 +53,18 @@ class ThresholdNetwork(nn.Module):
         return torch.cat([-foreground, foreground], dim=1)
 
 
+class CountingNetwork(ThresholdNetwork):
+    """A :class:`ThresholdNetwork` that records the shape of every batch it is given, in ``calls``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(image.shape))
+        return super().forward(image)
+
+
 def ellipse_frame(ellipse: Ellipse = TRUE_ELLIPSE) -> np.ndarray:
     return (ellipse_to_mask(ellipse, FRAME_SHAPE) * 255).astype(np.uint8)
 
@@ -71,15 +83,10 @@ def test_predictor_measures_on_the_frame_grid(flip_averaging):
 
 def test_head_crop_looks_again_at_a_small_head_only():
     """A small head is looked at twice, the second time in its window; a large one once."""
-    calls = []
-
-    class CountingNetwork(ThresholdNetwork):
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            calls.append(image.shape)
-            return super().forward(image)
-
+    network = CountingNetwork()
+    calls = network.calls
     small = Ellipse(300.0, 220.0, 120.0, 90.0, 0.4)
-    predictor = PlanePredictor(CountingNetwork(), (160, 256), head_crop=HeadCrop())
+    predictor = PlanePredictor(network, (160, 256), head_crop=HeadCrop())
     prediction, measurement = predictor.measure(ellipse_frame(small), pixel_size=0.15)
     assert len(calls) == 2 and prediction.probability.shape == FRAME_SHAPE
     top, left, rows, columns = prediction.window
@@ -95,15 +102,10 @@ def test_head_crop_looks_again_at_a_small_head_only():
 
 
 def test_finer_look_sees_a_large_head_again_on_a_finer_grid():
-    calls = []
-
-    class CountingNetwork(ThresholdNetwork):
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            calls.append(tuple(image.shape))
-            return super().forward(image)
-
+    network = CountingNetwork()
+    calls = network.calls
     large = Ellipse(400.0, 270.0, 260.0, 200.0, 0.0)  # too large for a second look at 160 x 256
-    predictor = PlanePredictor(CountingNetwork(), (160, 256), head_crop=HeadCrop(look_size=(224, 352)))
+    predictor = PlanePredictor(network, (160, 256), head_crop=HeadCrop(look_size=(224, 352)))
     prediction, measurement = predictor.measure(ellipse_frame(large), pixel_size=0.15)
     assert calls == [(1, 1, 160, 256), (1, 1, 224, 352)] and prediction.window is not None
     assert prediction.probability.shape == FRAME_SHAPE
@@ -111,13 +113,28 @@ def test_finer_look_sees_a_large_head_again_on_a_finer_grid():
     # tiled: the network sees the four 160 x 256 crops it was trained on, in one batch; a pixelwise
     # network then gives the whole look's probability wherever the tiles agree
     calls.clear()
-    tiled = PlanePredictor(CountingNetwork(), (160, 256), head_crop=HeadCrop(look_size=(224, 352), tiled=True))
+    tiled = PlanePredictor(network, (160, 256), head_crop=HeadCrop(look_size=(224, 352), tiled=True))
     tiled_prediction, tiled_measurement = tiled.measure(ellipse_frame(large), pixel_size=0.15)
     assert calls == [(1, 1, 160, 256), (4, 1, 160, 256)] and tiled_prediction.window == prediction.window
     assert np.abs(tiled_prediction.probability - prediction.probability).max() < 1e-4
     assert tiled_measurement.value_mm == pytest.approx(measurement.value_mm, rel=1e-4)
     with pytest.raises(InputError, match="tiled needs a look_size"):
         HeadCrop(tiled=True)
+
+
+def test_finer_look_for_large_heads_only_leaves_small_heads_their_look():
+    network = CountingNetwork()
+    calls = network.calls
+    routed = HeadCrop(look_size=(224, 352), tiled=True, large_heads_only=True)
+    predictor = PlanePredictor(network, (160, 256), head_crop=routed)
+    small, large = Ellipse(300.0, 220.0, 120.0, 90.0, 0.4), Ellipse(400.0, 270.0, 260.0, 200.0, 0.0)
+    for head, second_look in ((small, (1, 1, 160, 256)), (large, (4, 1, 160, 256))):
+        calls.clear()
+        prediction, measurement = predictor.measure(ellipse_frame(head), pixel_size=0.15)
+        assert calls == [(1, 1, 160, 256), second_look] and prediction.window is not None
+        assert measurement.value_mm == pytest.approx(head.circumference * 0.15, rel=0.003)
+    with pytest.raises(InputError, match="large_heads_only needs a look_size"):
+        HeadCrop(large_heads_only=True)
 
 
 def test_predictor_refuses_bad_frames():
@@ -413,6 +430,27 @@ def test_paired_table_compares_the_frames_both_networks_measured(tmp_path, capsy
     with pytest.raises(SystemExit):
         plane_report.main([*arguments, "--paired", "other"])
     assert "--paired 'other' is not one of the networks: base, new" in capsys.readouterr().err
+
+
+def test_report_keeps_the_frames_one_network_looked_at_once_or_twice(tmp_path, capsys):
+    def result(name: str, adf: float, second_look: bool) -> PlaneResult:
+        return PlaneResult(name, "head", "head", 180.0, 180.0 + adf, adf, adf, 97.0, 1.0, second_look=second_look)
+
+    write_evaluation([result("small", 1.0, True), result("large", 3.0, False)], tmp_path / "base")
+    write_evaluation([result("small", 2.0, True), result("large", 1.0, True)], tmp_path / "new")
+    arguments = [f"base={tmp_path / 'base' / 'summary.json'}", f"new={tmp_path / 'new' / 'summary.json'}"]
+    assert plane_report.main([*arguments, "--looked-at-once-by", "base", "--paired", "base"]) == 0
+    summary, paired = capsys.readouterr().out.split("\n\n")[:2]
+    assert "\n| base | 1 / 1 | 97.00 ± 0.00 | 3.00 ± 0.00 | 3.00 ± 0.00 |" in summary  # the large head alone
+    assert "\n| new | 1 / 1 | 97.00 ± 0.00 | 1.00 ± 0.00 | 1.00 ± 0.00 |" in summary
+    assert paired.splitlines()[2].startswith("| new | 1 | +0.00 ± ") and "| -2.00 ± " in paired  # ΔDF, ΔADF
+    assert plane_report.main([*arguments, "--looked-at-twice-by", "base"]) == 0
+    assert "\n| new | 1 / 1 | 97.00 ± 0.00 | 2.00 ± 0.00 |" in capsys.readouterr().out  # the small head alone
+    assert plane_report.main([*arguments, "--looked-at-once-by", "new"]) == 1
+    assert "new looked once at no frame" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        plane_report.main([*arguments, "--looked-at-once-by", "other"])
+    assert "is not one of the networks" in capsys.readouterr().err
 
 
 def test_bfloat16_measures_the_head_as_float32():

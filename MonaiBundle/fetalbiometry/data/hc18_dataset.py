@@ -359,10 +359,14 @@ class HeadCrop:
         tiled: run the finer look on the four tiles of ``spatial_size`` at the corners of the
             ``look_size`` letterbox (:meth:`tiles`), the crops the network was trained on, rather
             than on the whole letterbox; about twice the time.
+        large_heads_only: the finer look only for the heads that a look at ``spatial_size`` would
+            not enlarge ``min_zoom`` times (:meth:`coarse_look_enlarges`); smaller heads keep that
+            look, and train on their windows alone. Needs a ``look_size``.
 
     Raises:
         InputError: a margin below 1, zooms that are not 1 ≤ ``min_zoom`` ≤ ``max_zoom``, a
-            ``look_size`` that is not two positive integers, or ``tiled`` without a ``look_size``.
+            ``look_size`` that is not two positive integers, or ``tiled`` or ``large_heads_only``
+            without a ``look_size``.
     """
 
     margin: float = 1.3
@@ -370,6 +374,7 @@ class HeadCrop:
     max_zoom: float = 3.0
     look_size: tuple[int, int] | None = None
     tiled: bool = False
+    large_heads_only: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.margin) and self.margin >= 1.0):
@@ -384,10 +389,38 @@ class HeadCrop:
             object.__setattr__(self, "look_size", tuple(self.look_size))
         if self.tiled and self.look_size is None:
             raise InputError("head crop tiled needs a look_size")
+        if self.large_heads_only and self.look_size is None:
+            raise InputError("head crop large_heads_only needs a look_size")
 
     def input_size(self, spatial_size: Sequence[int]) -> tuple[int, int]:
-        """(rows, columns) the window is letterboxed to at inference: ``look_size`` or ``spatial_size``."""
+        """(rows, columns) that :meth:`window` takes its aspect from: ``look_size`` or ``spatial_size``."""
         return self.look_size if self.look_size is not None else (int(spatial_size[0]), int(spatial_size[1]))
+
+    def coarse_look_enlarges(
+        self, window: tuple[int, int, int, int], shape: Sequence[int], spatial_size: Sequence[int]
+    ) -> bool:
+        """Whether ``window``, letterboxed to ``spatial_size``, shows the head ``min_zoom`` times the first look's size.
+
+        Args:
+            window: (top, left, rows, columns) from :meth:`window`.
+            shape: (rows, columns) of the frame.
+            spatial_size: (rows, columns) of the first look's input.
+        """
+        first_look_scale = min(spatial_size[0] / shape[0], spatial_size[1] / shape[1])
+        window_scale = min(spatial_size[0] / window[2], spatial_size[1] / window[3])
+        return window_scale >= self.min_zoom * first_look_scale
+
+    def look_input_size(
+        self, window: tuple[int, int, int, int], shape: Sequence[int], spatial_size: Sequence[int]
+    ) -> tuple[int, int]:
+        """(rows, columns) the second look letterboxes ``window`` to: ``spatial_size``, or a finer ``look_size``.
+
+        With ``large_heads_only``, ``look_size`` only where :meth:`coarse_look_enlarges` is false.
+        """
+        coarse = (int(spatial_size[0]), int(spatial_size[1]))
+        if self.large_heads_only and self.coarse_look_enlarges(window, shape, spatial_size):
+            return coarse
+        return self.look_size if self.look_size is not None else coarse
 
     def window(
         self, ellipse: Ellipse, shape: Sequence[int], spatial_size: Sequence[int]
@@ -426,7 +459,8 @@ class HeadCrop:
         Without ``look_size``, the window itself, letterboxed to ``spatial_size`` as the second
         look sees it. With ``look_size``: the window itself when, letterboxed to ``spatial_size``,
         it still enlarges the head ``min_zoom`` times over the first look (the windows a second look
-        at ``spatial_size`` would take); and four crops of ``spatial_size`` at the corners of the
+        at ``spatial_size`` would take, :meth:`coarse_look_enlarges`); and, unless ``large_heads_only``
+        gives such a window that look alone, four crops of ``spatial_size`` at the corners of the
         window's letterbox at ``look_size`` (overlapping where ``look_size`` is under twice
         ``spatial_size``), each returned as the part of the frame it shows: letterboxed to
         ``spatial_size`` it has the finer look's scale, and shows the head cut by its edges.
@@ -442,9 +476,10 @@ class HeadCrop:
         top, left, rows, columns = window
         if self.look_size is None:
             return [window]
-        first_look_scale = min(spatial_size[0] / shape[0], spatial_size[1] / shape[1])
-        window_scale = min(spatial_size[0] / rows, spatial_size[1] / columns)
-        windows = [window] if window_scale >= self.min_zoom * first_look_scale else []
+        coarse_look = self.coarse_look_enlarges(window, shape, spatial_size)
+        if coarse_look and self.large_heads_only:
+            return [window]
+        windows = [window] if coarse_look else []
         look_scale = min(self.look_size[0] / rows, self.look_size[1] / columns)
         crop_rows = min(round(spatial_size[0] / look_scale), rows)
         crop_columns = min(round(spatial_size[1] / look_scale), columns)

@@ -392,7 +392,7 @@ class PlanePredictor:
 
         The window is placed by the ellipse of the first look's mask on the network's grid (a
         tenth of the frame's pixels at HC18 size, so a few ms less), mapped onto the frame, and
-        letterboxed to ``head_crop``'s :meth:`~fetalbiometry.data.hc18_dataset.HeadCrop.input_size`.
+        letterboxed to ``head_crop``'s :meth:`~fetalbiometry.data.hc18_dataset.HeadCrop.look_input_size`.
         """
         grid_mask = torch.softmax(segmentation, dim=1)[0, 1].cpu().numpy() >= 0.5
         try:
@@ -404,7 +404,7 @@ class PlanePredictor:
             return first
         top, left, rows, columns = window
         crop = np.asarray(frame)[top : top + rows, left : left + columns]
-        input_size = self.head_crop.input_size(self.spatial_size)
+        input_size = self.head_crop.look_input_size(window, first.probability.shape, self.spatial_size)
         image, matrix, _ = self._network_input(crop, input_size)
         refined = np.zeros_like(first.probability)
         segmentation = self._segmentation(image)

@@ -24,6 +24,10 @@ and the number of frames that had a second look (``head_crop``).
 summarised again from ``per_image.csv``: the multi-task U-Net trained on HC18 with synthetic
 abdomens and femurs (``multitask_unet_hc18.json``) is tested on both, and only its HC18 heads
 compare with the head networks.
+
+``--looked-at-once-by NAME`` (or ``--looked-at-twice-by NAME``) keeps, in every table, only the
+frames that network's evaluation saw without (or with) a second look (``head_crop``): the heads too
+large for the shipped second look, where a change aimed at them must show.
 """
 
 from __future__ import annotations
@@ -146,12 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--paired", metavar="NAME", help="also compare every network with this one, frame by frame")
     parser.add_argument("--by-trimester", action="store_true", help="also give the head figures trimester by trimester")
     parser.add_argument("--plane", choices=PLANE_CLASSES, help="only the frames of this reference plane, every table")
+    looks = parser.add_mutually_exclusive_group()
+    looks.add_argument("--looked-at-once-by", metavar="NAME", help="only the frames NAME saw without a second look")
+    looks.add_argument("--looked-at-twice-by", metavar="NAME", help="only the frames NAME saw with a second look")
     args = parser.parse_args(argv)
     names = [name for name, _ in args.summaries]
-    if args.paired is not None and args.paired not in names:
-        parser.error(f"--paired {args.paired!r} is not one of the networks: {', '.join(names)}")
-    summaries, per_image, by_trimester = {}, {}, {}
-    reads_frames = args.paired is not None or args.by_trimester or args.plane is not None
+    looks_of, second_look = args.looked_at_twice_by or args.looked_at_once_by, args.looked_at_twice_by is not None
+    looks_option = "--looked-at-twice-by" if second_look else "--looked-at-once-by"
+    for option, value in (("--paired", args.paired), (looks_option, looks_of)):
+        if value is not None and value not in names:
+            parser.error(f"{option} {value!r} is not one of the networks: {', '.join(names)}")
+    summaries, results_of = {}, {}
+    reads_frames = args.paired is not None or args.by_trimester or args.plane is not None or looks_of is not None
     for name, path in args.summaries:
         try:
             summaries[name] = json.loads(path.read_text(encoding="utf-8"))
@@ -165,8 +175,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"plane_report: {path.with_name('per_image.csv')} has no {args.plane} frames", file=sys.stderr)
                 return 1
             summaries[name] = summarize_planes(results)
-        per_image[name] = per_image_figures(results)
-        by_trimester[name] = summarize_by_trimester(results)
+        results_of[name] = results
+    if looks_of is not None:
+        kept = {result.name for result in results_of[looks_of] if result.second_look == second_look}
+        if not kept:
+            print(f"plane_report: {looks_of} looked {'twice' if second_look else 'once'} at no frame", file=sys.stderr)
+            return 1
+        results_of = {name: [result for result in results if result.name in kept]
+                      for name, results in results_of.items()}
+        summaries = {name: summarize_planes(results) for name, results in results_of.items()}
+    per_image = {name: per_image_figures(results) for name, results in results_of.items()}
+    by_trimester = {name: summarize_by_trimester(results) for name, results in results_of.items()}
     print(comparison_table(summaries), end="")
     if args.paired is not None:
         print()
