@@ -225,7 +225,8 @@ def _pipeline_stages(
     top, left, rows, columns = head_crop.window(head, frame.shape, spatial_size)
     window = frame[top : top + rows, left : left + columns]
     grid_mask = letterbox(reference_mask.astype(np.float32), spatial_size)[0] >= 0.5
-    window_predictor = PlanePredictor(network, head_crop.input_size(spatial_size))  # the look's input size
+    look_size = head_crop.look_input_size((top, left, rows, columns), frame.shape, spatial_size)
+    window_predictor = PlanePredictor(network, look_size)  # the window, letterboxed as the second look sees it
 
     def second_look() -> object:
         fit_ellipse_to_mask(grid_mask)  # the first look's ellipse on the network's grid places the window
