@@ -17,7 +17,15 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from fetalbiometry.biometry import Ellipse, ellipse_outline, ellipse_to_mask, fit_ellipse, measure_plane
+from fetalbiometry.biometry import (
+    PLANE_CLASSES,
+    Ellipse,
+    ellipse_outline,
+    ellipse_signed_distance,
+    ellipse_to_mask,
+    fit_ellipse,
+    measure_plane,
+)
 from fetalbiometry.data import hc18
 from fetalbiometry.data.hc18_dataset import (
     IDENTITY,
@@ -46,7 +54,7 @@ from fetalbiometry.networks import (
     encode_ellipse,
     unet_baseline,
 )
-from fetalbiometry.planes2d.transforms import BoundaryWeightMapd, boundary_weight_map
+from fetalbiometry.planes2d.transforms import BoundaryWeightMapd, EllipseSoftLabeld, boundary_weight_map
 
 HC18_DIR = Path(os.environ.get("HC18_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hc18"))
 TINY_MTLN = {"features": (8, 8, 16, 16, 16), "tuner_hidden_channels": (16, 8), "tuner_grid": (2, 2)}
@@ -447,6 +455,29 @@ def test_hc18_samples_carry_the_reference_hc() -> None:
         assert sample["image"].shape == sample["label"].shape == sample["weight"].shape == (1, 160, 256)
         assert np.isclose(sample["weight"].max(), 31.0)
     assert dataset.max_hc_px() == max(item["hc_px"] for item in dataset.data)
+
+
+def test_soft_label_crosses_one_half_on_the_reference_ellipse_between_pixels() -> None:
+    frame = np.zeros((540, 800), np.uint8)
+    reference = Ellipse(401.3, 268.8, 200.0, 150.0, 0.3)
+    sample = make_plane_sample(frame, reference, 0.1, (160, 256), label_supersampling=4)
+    soft = EllipseSoftLabeld(keys="label", softness=0.5)(sample)["label"][0]
+    scaled = decode_ellipse(sample["ellipse"], (160, 256))
+    # along the row through the centre, the 0.5 crossing interpolated between pixels is the outline's column
+    row = int(round(scaled.cy))
+    columns = np.arange(256)
+    right = columns > scaled.cx
+    crossing = np.interp(0.5, soft[row, right][::-1], columns[right][::-1])
+    outline_x = [x for x, y in ellipse_outline(scaled, 20000) if abs(y - row) < 0.01 and x > scaled.cx]
+    assert crossing == pytest.approx(np.mean(outline_x), abs=0.05)
+    # the same head area as the area fractions, and 0.27 / 0.73 one softness outside / inside
+    assert soft.sum() == pytest.approx(sample["label"].sum(), rel=2e-3)
+    distance = ellipse_signed_distance(scaled, (160, 256))
+    assert np.allclose(soft, 1.0 / (1.0 + np.exp(-np.clip(distance / 0.5, -50.0, 50.0))), atol=1e-6)
+    femur = dict(sample, plane=np.int64(PLANE_CLASSES.index("femur")))
+    assert EllipseSoftLabeld(keys="label")(femur)["label"] is sample["label"]
+    with pytest.raises(ValueError, match="softness"):
+        EllipseSoftLabeld(keys="label", softness=0.0)
 
 
 def test_weighted_dice_ce_takes_area_fractions_as_soft_targets() -> None:

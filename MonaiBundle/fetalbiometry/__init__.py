@@ -6,7 +6,7 @@ bundle folder is self-contained; ``pyproject.toml`` at the repository root insta
 
 from pathlib import Path
 
-__version__ = "0.15.1"
+__version__ = "0.15.2"
 
 #: The MONAI bundle folder (``MonaiBundle/``) that holds this package, its configs and models.
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent

@@ -60,7 +60,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def bundle(run_id: str, network: str | list[str], output_dir: Path, **override) -> None:
+def bundle(run_id: str, network: str | list[str], output_dir: Path, epochs: int = 1, **override) -> None:
     """``python -m monai.bundle run RUN_ID`` with train.json (+ evaluate.json) and the network file(s)."""
     files = [CONFIGS / "biometry" / "train.json"]
     files += [CONFIGS / "biometry" / "evaluate.json"] if run_id == "evaluating" else []
@@ -71,7 +71,7 @@ def bundle(run_id: str, network: str | list[str], output_dir: Path, **override) 
         config_file=[str(path) for path in files],
         logging_file=str(CONFIGS / "logging.conf"),
         output_dir=str(output_dir),
-        epochs=1,
+        epochs=epochs,
         batch_size=2,
         **override,
     )
@@ -239,6 +239,28 @@ def test_hc18_planes_augment_only_the_training_heads():
     assert {case.plane for case in planes.cases("test")} == {"head"}
     with pytest.raises(ValueError, match="each of"):
         HC18Planes({"training": splits["training"]})
+
+
+def test_resumable_training_picks_up_after_the_last_saved_epoch(tmp_path):
+    """``resumable.json``: a run stopped after epoch 1 of 2, started again, goes on from its saved state."""
+    networks = ["multitask_unet.json", "resumable.json"]
+    args = {"features": TINY_MULTITASK, "synthetic_lengths": TINY_SYNTHETIC, "epochs": 2}
+    bundle("training", networks, tmp_path, **args, **{"trainer#max_epochs": 1})  # stopped after epoch 1
+    resume_dir, model = tmp_path / "resume", tmp_path / "models" / "model.pt"
+    assert [path.name for path in resume_dir.iterdir()] == ["resume_checkpoint_epoch=1.pt"]
+    first = torch.load(resume_dir / "resume_checkpoint_epoch=1.pt", weights_only=True)
+    assert set(first) == {"network", "optimizer", "lr_scheduler", "validation", "trainer"}
+    epoch_length = first["trainer"]["epoch_length"]
+    assert first["trainer"]["iteration"] == epoch_length and first["lr_scheduler"]["T_max"] == 2
+    # A best validation no epoch can beat: restored, it keeps epoch 1's weights; a fresh start would overwrite them.
+    first["validation"]["best_failed"] = -1
+    torch.save(first, resume_dir / "resume_checkpoint_epoch=1.pt")
+    weights_after_epoch_1 = model.read_bytes()
+    bundle("training", networks, tmp_path, **args)
+    second = torch.load(resume_dir / "resume_checkpoint_epoch=2.pt", weights_only=True)
+    assert second["trainer"]["iteration"] == 2 * epoch_length
+    assert second["lr_scheduler"]["last_epoch"] == 2
+    assert second["validation"]["best_failed"] == -1 and model.read_bytes() == weights_after_epoch_1
 
 
 def test_initial_weights_start_training_from_a_saved_model(tmp_path):

@@ -12,7 +12,9 @@ The networks differ in their outputs and losses, not in how they are trained, so
 - :class:`PlaneValidation` measures the network the way it will be used, with the HC18 figures of
   :mod:`fetalbiometry.planes2d.evaluation` on the validation frames at full resolution, and keeps the
   weights with the best validation ADF: the trainer's, or their running average
-  (:class:`WeightAveraging`) when the config asks for one (``ema_decay``).
+  (:class:`WeightAveraging`) when the config asks for one (``ema_decay``);
+- :class:`ResumableTraining` saves the whole training state after every epoch and picks it up
+  when the same run is started again (``configs/biometry/resumable.json``).
 
 The HC18 data are split by subject (:func:`hc18_splits`): a fixed test part, never trained on nor
 used to choose a model, then a validation part for model choice, and the rest for training.
@@ -30,6 +32,7 @@ import torch
 import torch.nn as nn
 from ignite.engine import Engine, Events
 from monai.data import Dataset
+from monai.handlers import CheckpointLoader, CheckpointSaver
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -42,6 +45,7 @@ from fetalbiometry.planes2d.predictor import PlanePredictor, load_plane_network,
 __all__ = [
     "PlaneLoss",
     "PlaneValidation",
+    "ResumableTraining",
     "WeightAveraging",
     "cached",
     "hc18_splits",
@@ -270,6 +274,54 @@ class PlaneValidation:
             + (f" (best, saved to {self.save_path})" if improved else "")
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best validation so far, for :class:`ResumableTraining`."""
+        return {"best_failed": self.best[0], "best_adf_mm": self.best[1]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the best validation of :meth:`state_dict`, so a resumed run keeps the better weights."""
+        self.best = (int(state["best_failed"]), float(state["best_adf_mm"]))
+
     def _save(self, network: nn.Module) -> None:
         with atomic_output(self.save_path) as temporary:
             torch.save(network.state_dict(), temporary)
+
+
+class ResumableTraining:
+    """Save a training's state after every epoch; restore the latest when the same run starts again.
+
+    A training longer than a working session (the 2D networks at LinkNet's widths take about 5 h
+    on two CPU cores) can then be stopped and started again with the same command. MONAI's
+    :class:`~monai.handlers.CheckpointSaver` writes ``resume_checkpoint_epoch=N.pt`` into
+    ``checkpoint_dir`` (each sitting keeps its last) and :class:`~monai.handlers.CheckpointLoader`
+    restores the newest at the start of the run: the trainer's epoch and iteration, and ``objects``
+    (give the network, optimizer, learning-rate scheduler and :class:`PlaneValidation`, so that a
+    resumed run keeps its best weights). An ``ema_decay`` running average is not saved: a resumed
+    run starts it again. This handler exists because those two need the trainer in their
+    ``save_dict``, which a bundle config cannot name while it builds the trainer's handlers: it
+    adds the engine when attached. A resumed run draws its shuffles and augmentations anew, so it
+    does not repeat an uninterrupted run batch for batch.
+
+    Args:
+        checkpoint_dir: where the checkpoints go.
+        objects: name → object with ``state_dict`` / ``load_state_dict``; not ``"trainer"``.
+    """
+
+    def __init__(self, checkpoint_dir: str | Path, objects: Mapping[str, Any]) -> None:
+        if "trainer" in objects:
+            raise ValueError("'trainer' is added by ResumableTraining itself.")
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.objects = dict(objects)
+
+    def latest(self) -> Path | None:
+        """The checkpoint of the highest epoch in ``checkpoint_dir``, or None."""
+        checkpoints = self.checkpoint_dir.glob("resume_checkpoint_epoch=*.pt")
+        return max(checkpoints, key=lambda path: int(path.stem.rsplit("=", 1)[1]), default=None)
+
+    def attach(self, engine: Engine) -> None:
+        state = {**self.objects, "trainer": engine}
+        latest = self.latest()
+        if latest is not None:
+            logger.info(f"resuming from {latest}")
+            CheckpointLoader(str(latest), state, map_location="cpu").attach(engine)
+        CheckpointSaver(str(self.checkpoint_dir), state, file_prefix="resume", save_interval=1, n_saved=1).attach(engine)

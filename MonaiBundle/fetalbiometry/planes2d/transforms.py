@@ -2,6 +2,8 @@
 
 For the MTLN (Sobhaninia et al. 2019, ``shared/papers/mtln-multitask-linknet-hc.txt``, Eq. 5),
 :class:`BoundaryWeightMapd` adds the pixel weight map of its boundary-weighted loss.
+:class:`EllipseSoftLabeld` replaces a 0/1 head or abdomen label by a logistic function of the
+signed distance to the reference ellipse (issue 24's sub-pixel training targets).
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type, ensure_tuple
 from scipy import ndimage
+from scipy.special import expit
 
-__all__ = ["BoundaryWeightMapd", "boundary_weight_map"]
+from fetalbiometry.biometry import PLANE_CLASSES, ellipse_signed_distance
+from fetalbiometry.networks.mtln import decode_ellipse
+
+__all__ = ["BoundaryWeightMapd", "EllipseSoftLabeld", "boundary_weight_map"]
 
 
 def boundary_weight_map(mask: np.ndarray, w0: float = 30.0, sigma: float = 10.0) -> np.ndarray:
@@ -82,4 +88,58 @@ class BoundaryWeightMapd(MapTransform):
             array = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)
             weights = np.stack([boundary_weight_map(channel, self.w0, self.sigma) for channel in array])
             d[weight_key] = convert_to_dst_type(weights, label, dtype=np.float32)[0]
+        return d
+
+
+class EllipseSoftLabeld(MapTransform):
+    """Replace a sample's 0/1 label by ``σ(d / softness)``, ``d`` the signed distance to its reference ellipse.
+
+    ``d`` (pixels, positive inside) comes from the sample's Ellipse Tuner target (``ellipse_key``,
+    :func:`~fetalbiometry.networks.mtln.decode_ellipse`) through
+    :func:`~fetalbiometry.biometry.ellipse_signed_distance`, so the target keeps where the outline
+    runs inside a pixel, and its 0.5 level is the outline itself. A label so made asks the network
+    for a probability that rises over a few pixels across the boundary, which the predictor's
+    bilinear warp onto the frame then places between pixels. Femur samples (``plane_key``), whose
+    ellipse is only inscribed in the bar, keep their label.
+
+    Args:
+        keys: the label key(s), channel-first with one channel, as made by
+            :func:`~fetalbiometry.data.hc18_dataset.make_plane_sample`.
+        softness: the logistic's scale, in pixels of the label: the target is 0.27 / 0.73 one
+            ``softness`` outside / inside the outline.
+        ellipse_key: key of the encoded reference ellipse.
+        plane_key: key of the plane class index; a missing key means an ellipse plane.
+        allow_missing_keys: don't raise if a key is missing.
+
+    Raises:
+        ValueError: ``softness`` is not positive.
+    """
+
+    backend = [torch.Tensor, np.ndarray]
+
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        softness: float = 0.5,
+        ellipse_key: str = "ellipse",
+        plane_key: str = "plane",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if not softness > 0:
+            raise ValueError(f"softness must be positive, got {softness!r}.")
+        self.softness = float(softness)
+        self.ellipse_key = ellipse_key
+        self.plane_key = plane_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.plane_key in d and PLANE_CLASSES[int(d[self.plane_key])] == "femur":
+            return d
+        for key in self.key_iterator(d):
+            label = d[key]
+            shape = tuple(label.shape[-2:])
+            distance = ellipse_signed_distance(decode_ellipse(d[self.ellipse_key], shape), shape)
+            soft = expit(distance / self.softness)[None]
+            d[key] = convert_to_dst_type(soft, label, dtype=np.float32)[0]
         return d
