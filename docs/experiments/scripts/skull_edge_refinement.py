@@ -41,7 +41,8 @@ def outward_normals(ellipse: Ellipse) -> tuple[np.ndarray, np.ndarray]:
     """``NORMALS`` points (x, y) evenly spaced in the ellipse's parameter, and the unit outward normals there."""
     t = np.linspace(0.0, 2.0 * math.pi, NORMALS, endpoint=False)
     c, s = math.cos(ellipse.theta), math.sin(ellipse.theta)
-    normal = np.stack([ellipse.b * np.cos(t) * c - ellipse.a * np.sin(t) * s, ellipse.b * np.cos(t) * s + ellipse.a * np.sin(t) * c])
+    along_a, along_b = ellipse.b * np.cos(t), ellipse.a * np.sin(t)
+    normal = np.stack([along_a * c - along_b * s, along_a * s + along_b * c])
     return ellipse_outline(ellipse, NORMALS).T, normal / np.linalg.norm(normal, axis=0)
 
 
@@ -112,12 +113,11 @@ def main() -> None:
     network = [ellipse.circumference * record.pixel_size_mm - record.hc_mm for record, _, ellipse in cases]
     print(f"network: ADF {np.mean(np.abs(network)):.2f} mm, DF {np.mean(network):+.2f} ± {np.std(network):.2f}")
     for search_mm in args.search_mm:
-        differences = np.array(
-            [
-                [e.circumference * record.pixel_size_mm - record.hc_mm for e in refined(frame, ellipse, record.pixel_size_mm, shape, search_mm)]
-                for record, frame, ellipse in cases
-            ]
-        )
+        differences = []
+        for record, frame, ellipse in cases:
+            candidates = refined(frame, ellipse, record.pixel_size_mm, shape, search_mm)
+            differences.append([e.circumference * record.pixel_size_mm - record.hc_mm for e in candidates])
+        differences = np.array(differences)
         for name, column in (("one shift", 0), ("per direction", 1)):
             d = differences[:, column]
             print(f"±{search_mm} mm, {name}: ADF {np.mean(np.abs(d)):.2f} mm, DF {d.mean():+.2f} ± {d.std():.2f}, worst {np.abs(d).max():.1f}")
