@@ -12,7 +12,6 @@ from fetalbiometry.biometry import (
     Rectangle,
     bpd_ofd,
     ellipse_outline,
-    ellipse_signed_distance,
     ellipse_to_mask,
     femur_length,
     fit_ellipse,
@@ -138,29 +137,6 @@ def test_ellipse_to_mask_area_and_orientation():
     assert mask.sum() == pytest.approx(math.pi * 40 * 15, rel=0.01)
     rows, cols = np.nonzero(mask)
     assert rows.max() - rows.min() == 80 and cols.max() - cols.min() == 30
-
-
-def test_signed_distance_is_exact_for_a_circle_and_near_an_ellipse_outline():
-    circle = ellipse_signed_distance(Ellipse(cx=30.3, cy=20.6, a=12.0, b=12.0, theta=0.4), (41, 61))
-    rows, cols = np.mgrid[:41, :61]
-    assert np.allclose(circle, 12.0 - np.hypot(cols - 30.3, rows - 20.6), atol=1e-4)
-    # An oblique ellipse: points sampled on its outline and moved along the normal by a known distance.
-    truth = Ellipse(cx=50.0, cy=40.0, a=30.0, b=18.0, theta=0.7)
-    distance = ellipse_signed_distance(truth, (81, 101))
-    assert (distance >= 0).tolist() == ellipse_to_mask(truth, (81, 101)).tolist()
-    assert distance[40, 50] == pytest.approx(18.0)  # the centre: the shorter semi-axis
-    t = np.linspace(0.0, 2 * math.pi, 24, endpoint=False)
-    c, s = math.cos(truth.theta), math.sin(truth.theta)
-    normal = np.stack([truth.b * np.cos(t) * c - truth.a * np.sin(t) * s, truth.b * np.cos(t) * s + truth.a * np.sin(t) * c])
-    normal /= np.linalg.norm(normal, axis=0)
-    outline = ellipse_outline(truth, 24).T
-    for offset in (-1.5, -0.25, 0.25, 1.5):  # along the outward normal: a distance of minus the offset
-        for x, y in (outline + offset * normal).T:
-            # the ellipse moved by the point's fraction of a pixel puts the point on a pixel centre
-            column, row = math.floor(x), math.floor(y)
-            moved = Ellipse(truth.cx - (x - column), truth.cy - (y - row), truth.a, truth.b, truth.theta)
-            value = ellipse_signed_distance(moved, (81, 101))[row, column]
-            assert value == pytest.approx(-offset, abs=0.05 * abs(offset) + 1e-3)
 
 
 @pytest.mark.parametrize("theta", [0.0, 0.5, math.pi / 2, 2.2])

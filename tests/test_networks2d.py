@@ -21,12 +21,12 @@ from fetalbiometry.biometry import (
     PLANE_CLASSES,
     Ellipse,
     ellipse_outline,
-    ellipse_signed_distance,
     ellipse_to_mask,
     fit_ellipse,
     measure_plane,
 )
 from fetalbiometry.data import hc18
+from fetalbiometry.data.anatomy import ellipse_signed_distance
 from fetalbiometry.data.hc18_dataset import (
     IDENTITY,
     MTLN_AUGMENTATIONS,
@@ -472,8 +472,8 @@ def test_soft_label_crosses_one_half_on_the_reference_ellipse_between_pixels() -
     assert crossing == pytest.approx(np.mean(outline_x), abs=0.05)
     # the same head area as the area fractions, and 0.27 / 0.73 one softness outside / inside
     assert soft.sum() == pytest.approx(sample["label"].sum(), rel=2e-3)
-    distance = ellipse_signed_distance(scaled, (160, 256))
-    assert np.allclose(soft, 1.0 / (1.0 + np.exp(-np.clip(distance / 0.5, -50.0, 50.0))), atol=1e-6)
+    inward_distance = -ellipse_signed_distance(scaled, (160, 256))
+    assert np.allclose(soft, 1.0 / (1.0 + np.exp(-np.clip(inward_distance / 0.5, -50.0, 50.0))), atol=1e-6)
     femur = dict(sample, plane=np.int64(PLANE_CLASSES.index("femur")))
     assert EllipseSoftLabeld(keys="label")(femur)["label"] is sample["label"]
     with pytest.raises(ValueError, match="softness"):

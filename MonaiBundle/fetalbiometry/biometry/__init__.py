@@ -6,7 +6,6 @@ from fetalbiometry.biometry.ellipse import (
     Ellipse,
     bpd_ofd,
     ellipse_outline,
-    ellipse_signed_distance,
     ellipse_to_mask,
     fit_ellipse,
     fit_ellipse_to_mask,

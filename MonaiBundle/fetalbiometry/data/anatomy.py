@@ -60,6 +60,7 @@ __all__ = [
     "amniotic_sac_probability",
     "check_ga",
     "check_seed",
+    "ellipse_signed_distance",
     "femur_diaphysis_width_mm",
     "rotation_2d",
     "size_for_age",
@@ -243,6 +244,21 @@ def _amniotic_sac(rng: np.random.Generator, centre: np.ndarray, radius_mm: float
 def rotation_2d(angle: float) -> np.ndarray:
     """The 2×2 rotation by ``angle`` radians (from +x towards +y)."""
     return np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
+
+def ellipse_signed_distance(ellipse: Ellipse, shape: Sequence[int], pixel_mm: float = 1.0) -> np.ndarray:
+    """The signed distance (negative inside) of each pixel centre of ``shape`` (rows, columns) to an
+    ellipse given in pixels, in mm at ``pixel_mm`` (in pixels by default).
+
+    :meth:`~fetalbiometry.data.ultrasound.Ellipsoid.signed_distance`: first order, exact on the
+    outline and for a circle, so it keeps where the outline runs inside a pixel, which scipy's
+    distance transforms of a pixel mask round away.
+    """
+    rows, columns = np.indices(tuple(shape))
+    points = np.stack([columns.ravel(), rows.ravel()]).astype(float) * pixel_mm
+    centre, semi_axes = np.array([ellipse.cx, ellipse.cy]) * pixel_mm, np.array([ellipse.a, ellipse.b]) * pixel_mm
+    outline = Ellipsoid(centre, semi_axes, rotation_2d(ellipse.theta))
+    return outline.signed_distance(points).reshape(tuple(shape))
 
 
 def size_for_age(measure: str, ga_weeks: float, z_score: float = 0.0) -> float:

@@ -44,10 +44,9 @@ from scipy import ndimage
 from scipy.stats import wasserstein_distance
 
 from fetalbiometry.biometry.ellipse import Ellipse
-from fetalbiometry.data.anatomy import rotation_2d
+from fetalbiometry.data.anatomy import ellipse_signed_distance
 from fetalbiometry.data.hc18 import read_annotation, read_frame, training_records
 from fetalbiometry.data.synthetic import IMAGE_MODELS, make_plane
-from fetalbiometry.data.ultrasound import Ellipsoid
 
 __all__ = [
     "DEPTH_BANDS",
@@ -114,11 +113,7 @@ def phantom_frames(count: int, image_model: str, shape: Sequence[int] = HC18_FRA
 
 def _signed_distance_mm(frame: Frame) -> np.ndarray:
     """Signed distance (mm, negative inside) of every pixel to the frame's head ellipse."""
-    e, size = frame.ellipse, frame.pixel_mm
-    rows, columns = np.indices(frame.image.shape)
-    points = np.stack([columns.ravel(), rows.ravel()]).astype(float) * size
-    ellipse = Ellipsoid(np.array([e.cx, e.cy]) * size, np.array([e.a, e.b]) * size, rotation_2d(e.theta))
-    return ellipse.signed_distance(points).reshape(frame.image.shape)
+    return ellipse_signed_distance(frame.ellipse, frame.image.shape, frame.pixel_mm)
 
 
 def _sector(image: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@ from monai.utils import convert_to_dst_type, ensure_tuple
 from scipy import ndimage
 from scipy.special import expit
 
-from fetalbiometry.biometry import PLANE_CLASSES, ellipse_signed_distance
+from fetalbiometry.biometry import PLANE_CLASSES
+from fetalbiometry.data.anatomy import ellipse_signed_distance
 from fetalbiometry.networks.mtln import decode_ellipse
 
 __all__ = ["BoundaryWeightMapd", "EllipseSoftLabeld", "boundary_weight_map"]
@@ -96,7 +97,7 @@ class EllipseSoftLabeld(MapTransform):
 
     ``d`` (pixels, positive inside) comes from the sample's Ellipse Tuner target (``ellipse_key``,
     :func:`~fetalbiometry.networks.mtln.decode_ellipse`) through
-    :func:`~fetalbiometry.biometry.ellipse_signed_distance`, so the target keeps where the outline
+    :func:`~fetalbiometry.data.anatomy.ellipse_signed_distance`, so the target keeps where the outline
     runs inside a pixel, and its 0.5 level is the outline itself. A label so made asks the network
     for a probability that rises over a few pixels across the boundary, which the predictor's
     bilinear warp onto the frame then places between pixels. Femur samples (``plane_key``), whose
@@ -139,7 +140,7 @@ class EllipseSoftLabeld(MapTransform):
         for key in self.key_iterator(d):
             label = d[key]
             shape = tuple(label.shape[-2:])
-            distance = ellipse_signed_distance(decode_ellipse(d[self.ellipse_key], shape), shape)
-            soft = expit(distance / self.softness)[None]
+            inward_distance = -ellipse_signed_distance(decode_ellipse(d[self.ellipse_key], shape), shape)
+            soft = expit(inward_distance / self.softness)[None]
             d[key] = convert_to_dst_type(soft, label, dtype=np.float32)[0]
         return d
