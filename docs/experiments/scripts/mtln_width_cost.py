@@ -93,7 +93,8 @@ def main() -> None:
         network = MTLN(features=features, ellipse_tuner=True)
         parameters = sum(p.numel() for p in network.parameters())
         step = seconds_per_step(network, args.steps)
-        print(f"{name} {features}: {parameters / 1e6:.2f} M parameters ({4 * parameters / 1e6:.1f} MB float32), {step:.2f} s per training step")
+        size = f"{parameters / 1e6:.2f} M parameters ({4 * parameters / 1e6:.1f} MB float32)"
+        print(f"{name} {features}: {size}, {step:.2f} s per training step")
         model = SegmentationOutput(network).eval()
         session = onnx_session(model, image, args.threads)
         with torch.inference_mode():
