@@ -1,6 +1,6 @@
 """What the MTLN costs at the shipped widths and at LinkNet's: a training step, and one frame's
-inference in PyTorch and in ONNX Runtime, for
-docs/experiments/2026-12-06-hc-soft-boundary-labels.md:
+inference in PyTorch and in ONNX Runtime, for docs/experiments/2026-12-06-hc-linknet-widths.md
+(the training step also for 2026-12-06-hc-soft-boundary-labels.md):
 
     python docs/experiments/scripts/mtln_width_cost.py [--threads 2] [--steps 3] [--repeats 20]
 
