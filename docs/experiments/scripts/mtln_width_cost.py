@@ -2,14 +2,15 @@
 inference in PyTorch and in ONNX Runtime, for docs/experiments/2026-12-06-hc-linknet-widths.md
 (the training step also for 2026-12-06-hc-soft-boundary-labels.md):
 
-    python docs/experiments/scripts/mtln_width_cost.py [--threads 2] [--steps 3] [--repeats 20]
+    PYTHONPATH=. python docs/experiments/scripts/mtln_width_cost.py [--threads 2] [--steps 3] [--repeats 20]
 
 Training: one Adam step on a batch of 8 random 160 x 256 images (the recipe's batch and input), the
 loss a plain sum of the outputs' means (the step's cost, not the recipe's loss), after one warm-up
 step. Inference: one 160 x 256 image in eval mode, the segmentation output only, under
 ``torch.inference_mode`` and through the same graph exported to ONNX and run by ONNX Runtime's CPU
 provider (its threads not spinning between calls, so that they take no time from PyTorch's); the
-two alternate, the median of ``--repeats`` passes after 3 warm-up passes. Every network is timed in
+runs alternate in a shuffled order (``benchmarks.bench_networks2d.interleaved_medians``), the
+median of ``--repeats`` passes after 3 warm-up passes. Every network is timed in
 the same run, with its parameter count and float32 size: compare within a run, since the absolute
 times of this machine move by up to 3x from day to day.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import time
 from collections.abc import Callable
 
@@ -26,6 +26,7 @@ import numpy as np
 import onnxruntime
 import torch
 
+from benchmarks.bench_networks2d import interleaved_medians
 from fetalbiometry.networks import MTLN
 
 WIDTHS = {"shipped": (32, 32, 64, 128, 256), "LinkNet's (the paper's base network)": (64, 64, 128, 256, 512)}
@@ -68,18 +69,6 @@ def onnx_session(model: torch.nn.Module, image: torch.Tensor, threads: int) -> o
     return onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
-def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each run, the runs alternating so that outside load hits them alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for repeat in range(WARMUP + repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if repeat >= WARMUP:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -103,7 +92,7 @@ def main() -> None:
         runs[f"{name}, PyTorch"] = lambda model=model: model(image)
         runs[f"{name}, ONNX Runtime"] = lambda session=session: session.run(None, {"image": image.numpy()})
     with torch.inference_mode():
-        seconds = median_seconds(runs, args.repeats)
+        seconds = interleaved_medians(runs, args.repeats, WARMUP)
     reference = next(iter(seconds.values()))
     for name, median in seconds.items():
         print(f"{name}: {1e3 * median:.1f} ms per frame, {median / reference:.2f} x the shipped network in PyTorch")
